@@ -1,0 +1,1 @@
+"""Trigger adapters: turn CloudEvents, Pub/Sub pushes and HTTP requests into ImageRefs."""

@@ -1,0 +1,130 @@
+"""The command line: `python main.py COMMAND …` (see `python main.py --help`).
+
+Exit codes: 0 every image ok, 1 some result is an error (all results still printed),
+2 usage errors (bad flags, nothing to classify, a model that cannot be loaded).
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+from pathlib import Path
+
+from shared.errors import BucketeyeError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".mpo"}
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python main.py", description="bucketeye: classify images with a TensorFlow model.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    classify = sub.add_parser("classify", help="classify image files, directories or globs")
+    classify.add_argument("paths", nargs="+", metavar="PATH", help="image file, directory (recursive) or glob")
+    classify.add_argument("--json", action="store_true", help="print one result record (JSON) per line")
+    classify.add_argument("--top-k", type=_positive_int, default=None, help="labels per image (default: TOP_K or 5)")
+    classify.add_argument("--model", default=None, help="model path or gs:// URI (default: MODEL_URI or the built-in model)")
+
+    inspect = sub.add_parser("inspect", help="show a model's inputs, outputs and derived input spec")
+    inspect.add_argument("model", nargs="?", default=None, help="model path or gs:// URI (default: the built-in model)")
+
+    sub.add_parser("model", help="build the built-in model into the cache (make model)")
+
+    serve = sub.add_parser("serve", help="serve all three triggers on one functions-framework server")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    serve.add_argument("--dev", action="store_true", help="Flask's single-process dev server instead of gunicorn")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "classify":
+        return cmd_classify(args)
+    if args.command == "inspect":
+        return cmd_inspect(args)
+    if args.command == "model":
+        return cmd_model()
+    if args.command == "serve":
+        from functions.server import serve
+        return serve(args.host, args.port, dev=args.dev)
+    return EXIT_USAGE
+
+
+def expand_paths(patterns: list[str]) -> list[str]:
+    """Files as given; directories walked for image files; globs expanded. Missing paths stay
+    in the list so they are reported as not_found results rather than silently dropped."""
+    found: list[str] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            found += sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.exists():
+            found.append(pattern)
+        elif glob.has_magic(pattern):
+            found += sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+        else:
+            found.append(pattern)
+    return found
+
+
+def _load_engine(model_uri: str | None):
+    from shared.config import Settings
+    from shared.engine import Engine
+    from shared.models.loader import load_model
+    settings = Settings.from_env(model_uri=model_uri)
+    try:
+        return Engine(settings, load_model(settings))
+    except BucketeyeError as exc:
+        print(f"bucketeye: cannot load the model: {exc.code}: {exc.message}", file=sys.stderr)
+        return None
+
+
+def cmd_classify(args) -> int:
+    from shared.refs import ImageRef
+    paths = expand_paths(args.paths)
+    if not paths:
+        print("bucketeye: no image files found in " + " ".join(args.paths), file=sys.stderr)
+        return EXIT_USAGE
+    engine = _load_engine(args.model)
+    if engine is None:
+        return EXIT_USAGE
+    refs = (ImageRef(trigger="cli", uri=p, object=os.path.basename(p), local_path=p) for p in paths)
+    from functions.cli_output import ResultPrinter
+    printer = ResultPrinter(json_lines=args.json, total=len(paths))
+    errors = 0
+    with printer:
+        for result in engine.classify_iter(refs, top_k=args.top_k):
+            errors += 0 if result.ok else 1
+            printer.add(result)
+    engine.close()
+    return EXIT_ERRORS if errors else EXIT_OK
+
+
+def cmd_inspect(args) -> int:
+    from shared.config import Settings
+    from shared.models.loader import load_model
+    try:
+        model = load_model(Settings.from_env(), args.model)
+    except BucketeyeError as exc:
+        print(f"bucketeye: cannot load the model: {exc.code}: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(model.describe(), indent=2))
+    return EXIT_OK
+
+
+def cmd_model() -> int:
+    from shared.config import Settings
+    from shared.models.default_model import ensure_default_model
+    print(ensure_default_model(Settings.from_env().model_cache_dir))
+    return EXIT_OK

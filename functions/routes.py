@@ -1,0 +1,5 @@
+"""The combined server's routes, shared with the Terraform checks."""
+STORAGE_ROUTE = "/events/storage"
+PUBSUB_ROUTE = "/events/pubsub"
+HTTP_ROUTE = "/"
+HEALTH_ROUTE = "/healthz"

@@ -1,0 +1,59 @@
+"""bucketeye entry points.
+
+functions-framework targets (each runnable alone with `functions-framework --target NAME`):
+  on_storage_event   Cloud Storage object.finalized CloudEvent
+  on_pubsub_message  Pub/Sub messagePublished CloudEvent
+  on_http_request    HTTP: images in, {"predictions": [...]} out
+  bucketeye          all three on one server, dispatched by path (python main.py serve)
+
+Also the command line: python main.py --help
+"""
+import sys
+
+if __name__ == "__main__":
+    from functions.cli import main
+
+    sys.exit(main())
+
+import functions_framework  # noqa: E402  (the CLI above must not pay for the server's imports)
+from werkzeug.exceptions import HTTPException  # noqa: E402
+
+from functions import app, event_endpoints, http_trigger, runtime  # noqa: E402
+
+runtime.start_loading()  # the model loads while the server starts; /healthz says when it is ready
+
+
+class _Redeliver(HTTPException):
+    """A transient failure: a non-2xx answer makes Eventarc / Pub/Sub deliver again."""
+
+    def __init__(self, outcome):
+        self.code = outcome.status
+        super().__init__(description=str(outcome.body.get("error") or outcome.body))
+
+
+def _answer(outcome):
+    if outcome.transient:
+        raise _Redeliver(outcome)
+    return outcome.body
+
+
+@functions_framework.cloud_event
+def on_storage_event(cloud_event):
+    _answer(event_endpoints.handle_storage_cloudevent(cloud_event))
+
+
+@functions_framework.cloud_event
+def on_pubsub_message(cloud_event):
+    _answer(event_endpoints.handle_pubsub_cloudevent(cloud_event))
+
+
+@functions_framework.http
+def on_http_request(request):
+    if request.method in ("GET", "HEAD"):
+        return app.upload_page.page()
+    return http_trigger.handle(request)
+
+
+@functions_framework.http
+def bucketeye(request):
+    return app.dispatch(request)

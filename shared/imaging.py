@@ -1,0 +1,132 @@
+"""Decode and validate image bytes with Pillow, ending in one RGB image.
+
+Limits are checked before pixels are allocated: the byte size first, then the
+dimensions read from the header, so a decompression bomb never allocates its
+declared size. Large JPEGs are decoded straight to near the target size (draft).
+"""
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+# Register just the decoders we allow, instead of Pillow importing every plugin.
+from PIL import (BmpImagePlugin, GifImagePlugin, JpegImagePlugin, MpoImagePlugin,  # noqa: F401
+                 PngImagePlugin, TiffImagePlugin, WebPImagePlugin)
+
+from shared.errors import BucketeyeError
+
+# Only these decoders are ever used: no PostScript/Ghostscript, no exotic plugins.
+ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")  # JPEG also opens MPO
+FORMAT_NAMES = {"MPO": "JPEG"}  # phone cameras write MPO: a JPEG with extra frames
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not grey pixels
+Image.MAX_IMAGE_PIXELS = None  # our own limit (max_pixels) is checked on the header instead
+_BACKGROUND = (255, 255, 255)  # transparent pixels become white, whatever the mode
+
+
+@dataclass
+class DecodedImage:
+    image: Image.Image  # RGB, possibly already reduced towards the target size
+    format: str         # JPEG, PNG, ...
+    width: int          # original size, after EXIF orientation
+    height: int
+
+
+def check_size(size: int, max_bytes: int) -> None:
+    if size == 0:
+        raise BucketeyeError("empty_object", "the image is empty (0 bytes)")
+    if size > max_bytes:
+        raise BucketeyeError("too_large", f"the image is {size} bytes; the limit is {max_bytes}")
+
+
+def decode_image(data: bytes, *, max_bytes: int, max_pixels: int,
+                 min_size: tuple[int, int] | None = None) -> DecodedImage:
+    """Decode `data` to RGB. `min_size` lets JPEG decode at a reduced scale
+    that is still at least that large (width, height)."""
+    check_size(len(data), max_bytes)
+    try:
+        img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except UnidentifiedImageError:
+        raise BucketeyeError("unsupported_format",
+                             "not a supported image (JPEG, PNG, BMP, GIF, WebP, TIFF)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise BucketeyeError("corrupt_image", f"the image header is corrupt ({_reason(exc)})") from None
+
+    fmt = FORMAT_NAMES.get(img.format, img.format)
+    width, height = img.size
+    if width <= 0 or height <= 0:
+        raise BucketeyeError("corrupt_image", "the image has no pixels")
+    if width * height > max_pixels:
+        raise BucketeyeError("too_many_pixels",
+                             f"the image is {width}x{height} ({width * height} pixels); the limit is {max_pixels}")
+
+    orientation = _orientation(img)
+    if min_size and fmt == "JPEG":
+        # DCT scaling: decode at 1/2, 1/4 or 1/8 while staying >= min_size.
+        side = max(min_size)
+        img.draft("RGB", (side, side))
+    try:
+        img.load()
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
+        raise BucketeyeError("corrupt_image", f"the image data is truncated or corrupt ({_reason(exc)})") from None
+
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    img = _apply_orientation(img, orientation)
+    return DecodedImage(image=to_rgb(img), format=fmt, width=width, height=height)
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        return int(img.getexif().get(0x0112, 1) or 1)
+    except Exception:  # broken EXIF is not a broken image
+        return 1
+
+
+def _apply_orientation(img: Image.Image, orientation: int) -> Image.Image:
+    if orientation == 1:
+        return img
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:
+        return img
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Every Pillow mode to 8-bit RGB, the same way each time."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        return _scale_16bit(img)
+    if mode == "F":
+        arr = np.clip(np.asarray(img, dtype=np.float32), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if "A" in mode or mode in ("La", "RGBa"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, _BACKGROUND)
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return img.convert("RGB")
+
+
+def _scale_16bit(img: Image.Image) -> Image.Image:
+    arr = np.asarray(img).astype(np.float32)
+    arr = np.clip(arr, 0, 65535) / 257.0
+    return Image.fromarray(np.round(arr).astype(np.uint8), "L").convert("RGB")
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text[:200]
+
+
+def draft_size(target: tuple[int, int], crop_fraction: float) -> tuple[int, int]:
+    """Smallest decode size that still leaves a full-resolution crop of `target`."""
+    width, height = target
+    return (math.ceil(width / crop_fraction), math.ceil(height / crop_fraction))

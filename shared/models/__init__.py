@@ -1,0 +1,1 @@
+"""Image-classification models: the built-in default model and its loaders."""

@@ -1,0 +1,171 @@
+"""Model runtimes behind one small interface: describe the input, run a batch.
+
+Each runtime imports its framework lazily, so serving a TFLite model never pays
+for importing TensorFlow.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from shared.errors import BucketeyeError
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple
+    dtype: str
+
+
+class Runtime:
+    kind = "?"
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    batchable = True  # False: the model takes exactly one image per call
+
+    @property
+    def input(self) -> TensorInfo:
+        return self.inputs[0]
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """A batch (first axis) in, every output (first axis = batch) out."""
+        if self.batchable:
+            return self._run(batch)
+        parts = [self._run(batch[i:i + 1]) for i in range(len(batch))]
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+
+def _model_error(exc: Exception, what: str) -> BucketeyeError:
+    return BucketeyeError("model_error", f"{what}: {type(exc).__name__}: {str(exc)[:300]}", retryable=False)
+
+
+class TFLiteRuntime(Runtime):
+    """LiteRT (TFLite) with XNNPACK: the fastest CPU path here. Run one image per
+    call: a fixed shape keeps XNNPACK's plan, and batching buys nothing on a CPU."""
+    kind = "tflite"
+    batchable = False
+
+    def __init__(self, path: Path, threads: int):
+        from ai_edge_litert.interpreter import Interpreter
+        try:
+            self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        except (ValueError, RuntimeError) as exc:
+            raise _model_error(exc, f"cannot load TFLite model {path.name}") from None
+        signatures = self._interpreter.get_signature_list()
+        if signatures:
+            key = "serving_default" if "serving_default" in signatures else next(iter(signatures))
+            self._runner = self._interpreter.get_signature_runner(key)
+            ins, outs = self._runner.get_input_details(), self._runner.get_output_details()
+            self.inputs = [_tflite_info(name, d) for name, d in ins.items()]
+            self.outputs = [_tflite_info(name, d) for name, d in outs.items()]
+        else:
+            self._runner = None
+            self._interpreter.allocate_tensors()
+            self.inputs = [_tflite_info(d["name"], d) for d in self._interpreter.get_input_details()]
+            self.outputs = [_tflite_info(d["name"], d) for d in self._interpreter.get_output_details()]
+
+    def _run(self, batch):
+        if self._runner is not None:
+            return self._runner(**{self.input.name: batch})
+        interp = self._interpreter
+        interp.set_tensor(interp.get_input_details()[0]["index"], batch)
+        interp.invoke()
+        return {d["name"]: interp.get_tensor(d["index"]) for d in interp.get_output_details()}
+
+
+def _tflite_info(name: str, detail: dict) -> TensorInfo:
+    shape = detail.get("shape_signature", detail["shape"])
+    return TensorInfo(name, tuple(int(d) if d > 0 else None for d in shape), np.dtype(detail["dtype"]).name)
+
+
+class SavedModelRuntime(Runtime):
+    """TensorFlow SavedModel through its serving signature (the GPU path)."""
+    kind = "saved_model"
+
+    def __init__(self, path: Path, signature: str = "serving_default"):
+        import tensorflow as tf
+        self._tf = tf
+        try:
+            loaded = tf.saved_model.load(str(path))
+        except Exception as exc:  # TF raises many types for a bad SavedModel
+            raise _model_error(exc, f"cannot load SavedModel {path}") from None
+        if signature not in loaded.signatures:
+            available = ", ".join(loaded.signatures) or "none"
+            raise BucketeyeError("model_error", f"SavedModel has no {signature!r} signature (has: {available})",
+                                 retryable=False)
+        self._loaded = loaded  # keep variables alive
+        self._fn = loaded.signatures[signature]
+        _, kwargs = self._fn.structured_input_signature
+        self.inputs = [TensorInfo(n, tuple(s.shape.as_list()), s.dtype.name) for n, s in sorted(kwargs.items())]
+        outs = self._fn.structured_outputs
+        self.outputs = [TensorInfo(n, tuple(s.shape.as_list()), s.dtype.name) for n, s in sorted(outs.items())]
+        self.batchable = self.input.shape[:1] != (1,)
+
+    def _run(self, batch):
+        result = self._fn(**{self.input.name: self._tf.constant(batch)})
+        return {name: tensor.numpy() for name, tensor in result.items()}
+
+
+class KerasRuntime(Runtime):
+    kind = "keras"
+
+    def __init__(self, path: Path):
+        import keras
+        try:
+            self._model = keras.models.load_model(str(path), compile=False)
+        except Exception as exc:
+            raise _model_error(exc, f"cannot load Keras model {path.name}") from None
+        model = self._model
+        self.inputs = [TensorInfo(getattr(t, "name", f"input_{i}"), tuple(t.shape), _dtype_name(t.dtype))
+                       for i, t in enumerate(model.inputs)]
+        self._output_names = [f"output_{i}" for i in range(len(model.outputs))]
+        if len(model.outputs) == 1:
+            self._output_names = ["output_0"]
+        self.outputs = [TensorInfo(n, tuple(t.shape), _dtype_name(t.dtype))
+                        for n, t in zip(self._output_names, model.outputs)]
+
+    def _run(self, batch):
+        out = self._model(batch, training=False)
+        if not isinstance(out, (list, tuple)):
+            out = [out]
+        return {name: np.asarray(t) for name, t in zip(self._output_names, out)}
+
+
+def _dtype_name(dtype) -> str:
+    return getattr(dtype, "name", None) or str(dtype)
+
+
+class OnnxRuntime(Runtime):
+    kind = "onnx"
+    _TYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(int8)": "int8",
+              "tensor(float16)": "float16", "tensor(double)": "float64"}
+
+    def __init__(self, path: Path, threads: int):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise BucketeyeError("model_error", "ONNX models need onnxruntime: pip install onnxruntime",
+                                 retryable=False) from None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=ort.get_available_providers())
+        except Exception as exc:
+            raise _model_error(exc, f"cannot load ONNX model {path.name}") from None
+        self.inputs = [self._info(t) for t in self._session.get_inputs()]
+        self.outputs = [self._info(t) for t in self._session.get_outputs()]
+        self.batchable = self.input.shape[:1] != (1,)
+
+    def _info(self, t) -> TensorInfo:
+        shape = tuple(d if isinstance(d, int) and d > 0 else None for d in t.shape)
+        return TensorInfo(t.name, shape, self._TYPES.get(t.type, t.type))
+
+    def _run(self, batch):
+        values = self._session.run(None, {self.input.name: batch})
+        return {info.name: value for info, value in zip(self.outputs, values)}

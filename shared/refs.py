@@ -1,0 +1,27 @@
+"""ImageRef: where an image's bytes are, plus what is known about its source.
+
+Trigger adapters build these from their payloads; the engine turns each into a Result.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    trigger: str                      # "storage" | "pubsub" | "http" | "cli" | "bigquery"
+    uri: str = ""                     # gs://bucket/object, or a local path for the CLI
+    bucket: str = ""
+    object: str = ""
+    generation: str = ""              # int64 as a string, as Cloud Storage sends it
+    event_id: str = ""
+    content_type: str = ""
+    size_bytes: int | None = None
+    md5_hash: str = ""                # base64 MD5 from object metadata, when known
+    data: bytes | None = field(default=None, repr=False)  # inline bytes (HTTP body, base64 message)
+    key: str = ""                     # caller's key, echoed back (HTTP instances)
+    local_path: str = ""              # a file on this machine: set by the CLI only, never by a trigger
+
+    @property
+    def is_inline(self) -> bool:
+        return self.data is not None

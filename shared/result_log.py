@@ -1,0 +1,61 @@
+"""Write each Result as one structured JSON line on stdout, the shape Cloud Logging
+ingests from Cloud Run: the record becomes jsonPayload, insertId is the result_id, and
+severity says ok (INFO), permanent error (WARNING) or transient error (ERROR)."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+
+from google.cloud.logging.handlers import StructuredLogHandler
+
+from shared.results import Result
+
+LOGGER_NAME = "bucketeye.results"
+_INSERT_ID = "logging.googleapis.com/insertId"
+_setup_lock = threading.Lock()
+
+
+class _ResultHandler(StructuredLogHandler):
+    """The library's handler drops insertId from payloads; add it back as the
+    special field Cloud Logging reads, so a redelivered image keeps one id."""
+
+    def format(self, record):
+        line = super().format(record)
+        insert_id = getattr(record, "insert_id", None)
+        if insert_id and line.endswith("}"):
+            line = f'{line[:-1]}, "{_INSERT_ID}": {json.dumps(insert_id)} }}'
+        return line
+
+
+def result_logger(stream=None) -> logging.Logger:
+    """The process-wide results logger, set up once (stdout unless told otherwise)."""
+    logger = logging.getLogger(LOGGER_NAME)
+    with _setup_lock:
+        if not logger.handlers:
+            handler = _ResultHandler(stream=stream or sys.stdout,
+                                     project_id=os.environ.get("GOOGLE_CLOUD_PROJECT") or None)
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+            logger.propagate = False  # results go to stdout once, never through the root logger
+    return logger
+
+
+def severity(result: Result) -> int:
+    if result.ok:
+        return logging.INFO
+    return logging.ERROR if result.error.retryable else logging.WARNING
+
+
+def log_result(result: Result, *, trace: str | None = None, logger: logging.Logger | None = None) -> dict:
+    record = result.to_record()
+    extra = {"json_fields": record, "insert_id": record["result_id"], "http_request": None}
+    if trace:
+        extra["trace"] = trace
+    source = record["source"]
+    name = source.get("uri") or source.get("key") or source.get("trigger")
+    message = f"{name}: {record['top_label']}" if result.ok else f"{name}: {result.error.code}"
+    (logger or result_logger()).log(severity(result), message, extra=extra)
+    return record
