@@ -1,0 +1,91 @@
+"""Requests and CloudEvents on the event routes -> Outcomes.
+
+The storage route takes an Eventarc CloudEvent or a Pub/Sub push carrying a Cloud
+Storage notification; the Pub/Sub route takes a messagePublished CloudEvent or a
+raw push envelope. Anything unparseable is acknowledged with a bad_message result.
+"""
+from __future__ import annotations
+
+import json
+
+from cloudevents.exceptions import GenericException as CloudEventError
+from cloudevents.http import from_http
+
+from functions import events, pubsub_trigger, runtime, storage_trigger
+from shared.errors import BucketeyeError
+
+
+def _attrs(event) -> tuple[str, str, object]:
+    return str(event["type"] or ""), str(event["id"] or ""), event.data
+
+
+def handle_storage_cloudevent(event) -> events.Outcome:
+    event_type, event_id, data = _attrs(event)
+    try:
+        refs = storage_trigger.refs_from_cloudevent(event_type, event_id, data)
+    except BucketeyeError as exc:
+        return events.reject(events.event_identity("storage", event_id, _bytes(data)), exc)
+    return events.process(refs, event_time=pubsub_trigger.parse_time(event.get("time")))
+
+
+def handle_pubsub_cloudevent(event) -> events.Outcome:
+    event_type, event_id, data = _attrs(event)
+    if event_type != pubsub_trigger.MESSAGE_PUBLISHED:
+        return events.reject(events.event_identity("pubsub", event_id, _bytes(data)),
+                             BucketeyeError("bad_message", f"not a Pub/Sub messagePublished event: {event_type[:100]!r}"))
+    return _handle_envelope("pubsub", data, event_id)
+
+
+def _handle_envelope(trigger: str, body, event_id: str = "") -> events.Outcome:
+    if isinstance(body, (bytes, str)):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return events.reject(events.event_identity(trigger, event_id, _bytes(body)),
+                                 BucketeyeError("bad_message", "the body is not JSON"))
+    try:
+        message = pubsub_trigger.parse_envelope(body)
+        refs = pubsub_trigger.refs_from_message(message, max_images=runtime.settings().max_instances)
+    except BucketeyeError as exc:
+        message_id = ((body.get("message") or {}).get("messageId") if isinstance(body, dict)
+                      and isinstance(body.get("message"), dict) else "") or event_id
+        return events.reject(events.event_identity(trigger, str(message_id), _bytes(body)), exc)
+    if not refs:  # e.g. a delete notification: nothing to do
+        return events.Outcome(200, {"results": [], "skipped": [{"reason": "not a finalize event"}]})
+    return events.process(refs, event_time=message.publish_time)
+
+
+def _bytes(data) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, str):
+        return data.encode()
+    return json.dumps(data, sort_keys=True, default=str).encode()
+
+
+def _is_cloudevent(request) -> bool:
+    return "ce-type" in request.headers or request.mimetype == "application/cloudevents+json"
+
+
+def _from_request(request, trigger: str):
+    """A CloudEvent from a request, or an Outcome rejecting it."""
+    body = request.get_data()
+    try:
+        return from_http(dict(request.headers), body), None
+    except (CloudEventError, ValueError, TypeError, KeyError) as exc:
+        error = BucketeyeError("bad_message", f"not a valid CloudEvent: {type(exc).__name__}")
+        return None, events.reject(events.event_identity(trigger, request.headers.get("ce-id", ""), body), error)
+
+
+def handle_storage_request(request) -> events.Outcome:
+    if _is_cloudevent(request):
+        event, rejected = _from_request(request, "storage")
+        return rejected or handle_storage_cloudevent(event)
+    return _handle_envelope("storage", request.get_data())
+
+
+def handle_pubsub_request(request) -> events.Outcome:
+    if _is_cloudevent(request):
+        event, rejected = _from_request(request, "pubsub")
+        return rejected or handle_pubsub_cloudevent(event)
+    return _handle_envelope("pubsub", request.get_data())

@@ -1,0 +1,121 @@
+"""The HTTP API: images in, {"predictions": [...]} out, in request order.
+
+Accepted bodies: raw image bytes; multipart/form-data with one or many files; JSON
+{"instances": [{"image": {"b64": …}, "key": …}]} (CloudML/Vertex), {"instances":
+[{"b64": …}]} (TF Serving) and {"instances": [{"uri": "gs://…"}]}. `?top_k=N`.
+Errors are {"error": {"code", "message"}} with a 4xx (5xx/429 when a retry can help).
+"""
+from __future__ import annotations
+
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from functions import runtime
+from functions.pubsub_trigger import decode_b64
+from shared.errors import BucketeyeError
+from shared.refs import ImageRef
+from shared.result_log import log_result
+from shared.storage import parse_gs_uri
+
+MAX_TOP_K = 100
+STATUS = {
+    "bad_message": 400, "empty_object": 400, "forbidden_source": 403, "not_found": 404,
+    "too_large": 413, "unsupported_format": 415, "corrupt_image": 422, "too_many_pixels": 422,
+    "stale_event": 400, "overloaded": 429, "fetch_failed": 503, "model_error": 503,
+}
+JSON_TYPES = ("application/json",)
+
+
+def error_response(error: BucketeyeError):
+    headers = {"Retry-After": "1"} if error.retryable else {}
+    return {"error": {"code": error.code, "message": error.message}}, STATUS.get(error.code, 400), headers
+
+
+def handle(request):
+    """POST /: classify what the body holds."""
+    settings = runtime.settings()
+    if request.content_length is not None and request.content_length > settings.max_request_bytes:
+        return error_response(BucketeyeError("too_large", f"the request is {request.content_length} bytes; "
+                                             f"the limit is {settings.max_request_bytes}"))
+    request.max_content_length = settings.max_request_bytes  # also bounds chunked bodies while reading
+    try:
+        top_k = _top_k(request.args.get("top_k"))
+        refs, single = _refs(request, settings.max_instances)
+        engine = runtime.engine()
+    except RequestEntityTooLarge:
+        return error_response(BucketeyeError("too_large", f"the request is over {settings.max_request_bytes} bytes"))
+    except BucketeyeError as exc:
+        return error_response(exc)
+
+    results = engine.classify(refs, top_k=top_k)
+    records = [log_result(result) for result in results]
+    retryable = [r.error for r in results if not r.ok and r.error.retryable]
+    if retryable:
+        return error_response(retryable[0])
+    if single and not results[0].ok:
+        return error_response(results[0].error)
+    return {"predictions": [_prediction(record) for record in records]}, 200, {}
+
+
+def _top_k(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_TOP_K:
+        raise BucketeyeError("bad_message", f"top_k must be an integer from 1 to {MAX_TOP_K}")
+    return int(raw)
+
+
+def _refs(request, max_instances: int) -> tuple[list[ImageRef], bool]:
+    """The request's images, and whether it was a single bare image (errors then become the status)."""
+    if request.mimetype in JSON_TYPES:
+        return _json_refs(request.get_json(silent=True), max_instances), False
+    if request.mimetype == "multipart/form-data":
+        files = [f for name in request.files for f in request.files.getlist(name)]
+        if not files:
+            raise BucketeyeError("bad_message", "the form holds no files")
+        if len(files) > max_instances:
+            raise BucketeyeError("bad_message", f"{len(files)} files; at most {max_instances} per request")
+        refs = [ImageRef(trigger="http", key=f.filename or "", content_type=f.mimetype or "", data=f.read())
+                for f in files]
+        return refs, len(refs) == 1
+    data = request.get_data()
+    if not data:
+        raise BucketeyeError("empty_object", "the request body is empty: send image bytes, a form or JSON")
+    return [ImageRef(trigger="http", data=data, content_type=request.mimetype or "")], True
+
+
+def _json_refs(body, max_instances: int) -> list[ImageRef]:
+    if not isinstance(body, dict):
+        raise BucketeyeError("bad_message", 'the body is not a JSON object like {"instances": [...]}')
+    instances = body.get("instances")
+    if not isinstance(instances, list) or not instances:
+        raise BucketeyeError("bad_message", '"instances" must be a non-empty list')
+    if len(instances) > max_instances:
+        raise BucketeyeError("bad_message", f"{len(instances)} instances; at most {max_instances} per request")
+    return [_instance_ref(item, i) for i, item in enumerate(instances)]
+
+
+def _instance_ref(item, index: int) -> ImageRef:
+    if not isinstance(item, dict):
+        raise BucketeyeError("bad_message", f"instance {index} is not an object")
+    key = "" if item.get("key") is None else str(item["key"])[:256]
+    if "uri" in item:
+        if not isinstance(item["uri"], str):
+            raise BucketeyeError("bad_message", f"instance {index}: uri must be a string")
+        target = parse_gs_uri(item["uri"])
+        return ImageRef(trigger="http", uri=f"gs://{target.bucket}/{target.name}", bucket=target.bucket,
+                        object=target.name, key=key)
+    image = item.get("image", item)
+    b64 = image.get("b64") if isinstance(image, dict) else None
+    if not isinstance(b64, str):
+        raise BucketeyeError("bad_message", f'instance {index} has no image: use {{"image": {{"b64": ...}}}}, '
+                             '{"b64": ...} or {"uri": "gs://..."}')
+    return ImageRef(trigger="http", key=key, data=decode_b64(b64, f"instance {index}'s image"))
+
+
+def _prediction(record: dict) -> dict:
+    out = {"key": record["source"]["key"]} if record["source"]["key"] is not None else {}
+    if record["status"] != "ok":
+        return out | {"error": {"code": record["error"]["code"], "message": record["error"]["message"]}}
+    return out | {key: record[key] for key in ("predictions", "top_label", "top_score", "result_id", "model",
+                                               "image", "timings_ms")} | (
+        {"detections": record["detections"]} if record["detections"] else {})

@@ -1,0 +1,88 @@
+"""The process's one Engine: loaded once, in the background, shared by every trigger.
+
+Threads do not survive fork, and gunicorn imports main.py in its master and then
+forks the worker: so loading starts in the worker right after the fork (or on the
+first request, for servers that do not fork). /healthz answers "not ready" meanwhile.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from shared.config import Settings
+from shared.errors import BucketeyeError
+
+log = logging.getLogger("bucketeye")
+
+_lock = threading.Lock()
+_ready = threading.Event()
+_state: dict = {"engine": None, "error": None, "thread": None, "settings": None}
+
+LOAD_WAIT_S = 120.0  # a request that arrives during loading waits this long for the model
+
+
+def settings() -> Settings:
+    with _lock:
+        if _state["settings"] is None:
+            _state["settings"] = Settings.from_env()
+        return _state["settings"]
+
+
+def start_loading() -> None:
+    """Begin loading the model on a background thread (idempotent)."""
+    with _lock:
+        if _state["thread"] is not None:
+            return
+        thread = threading.Thread(target=_load, name="bucketeye-model-loader", daemon=True)
+        _state["thread"] = thread
+    thread.start()
+
+
+def load_after_fork() -> None:
+    """Load in any forked child (the gunicorn worker) as soon as it exists."""
+    os.register_at_fork(after_in_child=_reset_and_load)
+
+
+def _reset_and_load() -> None:
+    global _lock, _ready
+    _lock, _ready = threading.Lock(), threading.Event()
+    _state.update(engine=None, error=None, thread=None)
+    start_loading()
+
+
+def _load() -> None:
+    from shared.engine import Engine
+    try:
+        engine = Engine(settings())
+        _state["engine"] = engine
+        log.info("model %s ready (%s)", engine.model.id, engine.model.runtime.kind)
+    except BucketeyeError as exc:
+        _state["error"] = exc
+        log.error("model failed to load: %s", exc)
+    except Exception as exc:  # any load failure must surface as not-ready, not kill the server
+        _state["error"] = BucketeyeError("model_error", f"model failed to load: {type(exc).__name__}: {exc}")
+        log.exception("model failed to load")
+    finally:
+        _ready.set()
+
+
+def is_ready() -> bool:
+    start_loading()
+    return _ready.is_set() and _state["engine"] is not None
+
+
+def load_error() -> BucketeyeError | None:
+    return _state["error"]
+
+
+def engine():
+    """The loaded Engine; waits for loading. A load failure is transient to callers:
+    the platform redelivers, and a fixed deployment then processes the work."""
+    start_loading()
+    if not _ready.wait(LOAD_WAIT_S):
+        raise BucketeyeError("overloaded", "the model is still loading; retry shortly")
+    if _state["engine"] is None:
+        error = _state["error"]
+        raise BucketeyeError("model_error", error.message if error else "the model is not loaded", retryable=True)
+    return _state["engine"]

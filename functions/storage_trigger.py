@@ -1,0 +1,94 @@
+"""Cloud Storage uploads -> ImageRefs.
+
+Two carriers of the same fact: an Eventarc `object.finalized` CloudEvent (data is the
+object resource), or a Cloud Storage notification delivered by a Pub/Sub push
+(attributes eventType/bucketId/objectId/objectGeneration, data the object resource).
+Real events carry int64 fields (size, generation) as JSON strings.
+"""
+from __future__ import annotations
+
+import json
+
+from shared.errors import BucketeyeError
+from shared.refs import ImageRef
+
+FINALIZED = "google.cloud.storage.object.v1.finalized"
+NOTIFICATION_FINALIZE = "OBJECT_FINALIZE"
+
+
+def _int64(value, field: str) -> int | None:
+    """int64 fields arrive as strings in real events, as ints from some tools."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise BucketeyeError("bad_message", f"{field} must be an integer or a string of digits")
+    text = str(value).strip()
+    if not text.isdigit():
+        raise BucketeyeError("bad_message", f"{field} must be a non-negative integer, got {text[:40]!r}")
+    return int(text)
+
+
+def _text(value, field: str, *, required: bool) -> str:
+    if value is None or value == "":
+        if required:
+            raise BucketeyeError("bad_message", f"the event has no {field}")
+        return ""
+    if not isinstance(value, str):
+        raise BucketeyeError("bad_message", f"{field} must be a string")
+    return value
+
+
+def ref_from_object(resource, *, trigger: str, event_id: str) -> ImageRef:
+    """An object resource (the JSON API's shape) -> ImageRef."""
+    if not isinstance(resource, dict):
+        raise BucketeyeError("bad_message", "the event data is not a Cloud Storage object resource (JSON object)")
+    bucket = _text(resource.get("bucket"), "bucket", required=True)
+    name = _text(resource.get("name"), "object name", required=True)
+    generation = _int64(resource.get("generation"), "generation")
+    return ImageRef(
+        trigger=trigger,
+        uri=f"gs://{bucket}/{name}",
+        bucket=bucket,
+        object=name,
+        generation=str(generation) if generation is not None else "",
+        event_id=event_id,
+        content_type=_text(resource.get("contentType"), "contentType", required=False),
+        size_bytes=_int64(resource.get("size"), "size"),
+        md5_hash=_text(resource.get("md5Hash"), "md5Hash", required=False),
+    )
+
+
+def refs_from_cloudevent(event_type: str, event_id: str, data) -> list[ImageRef]:
+    """A storage CloudEvent -> refs ([] for event types that need no work, e.g. deletes)."""
+    if not event_type.startswith("google.cloud.storage.object.v1."):
+        raise BucketeyeError("bad_message", f"not a Cloud Storage event: {event_type[:100]!r}")
+    if event_type != FINALIZED:
+        return []
+    if isinstance(data, (bytes, str)):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            raise BucketeyeError("bad_message", "the event data is not JSON") from None
+    return [ref_from_object(data, trigger="storage", event_id=event_id)]
+
+
+def refs_from_notification(attributes: dict, data: bytes, message_id: str) -> list[ImageRef]:
+    """A Cloud Storage notification carried by Pub/Sub -> refs ([] for non-finalize events)."""
+    if attributes.get("eventType") != NOTIFICATION_FINALIZE:
+        return []
+    resource = {}
+    if data:
+        try:
+            resource = json.loads(data)
+        except ValueError:
+            resource = {}  # payload format NONE or unreadable: the attributes still name the object
+    if not isinstance(resource, dict):
+        resource = {}
+    resource = {**resource, "bucket": attributes.get("bucketId") or resource.get("bucket"),
+                "name": attributes.get("objectId") or resource.get("name"),
+                "generation": attributes.get("objectGeneration") or resource.get("generation")}
+    return [ref_from_object(resource, trigger="storage", event_id=message_id)]
+
+
+def is_notification(attributes: dict) -> bool:
+    return "eventType" in attributes and "bucketId" in attributes and "objectId" in attributes
