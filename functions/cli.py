@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     serve.add_argument("--dev", action="store_true", help="Flask's single-process dev server instead of gunicorn")
+
+    from functions.local import commands as local_commands
+    local_commands.add_commands(sub)
     return parser
 
 
@@ -58,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from functions.server import serve
         return serve(args.host, args.port, dev=args.dev)
-    return EXIT_USAGE
+    from functions.local import commands as local_commands
+    return local_commands.run(args)
 
 
 def expand_paths(patterns: list[str]) -> list[str]:

@@ -1,0 +1,1 @@
+"""The embedded local stack: GCS emulator, functions server, event bridge and log sink."""
