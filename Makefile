@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install model test test-python browser demo bench clean
+.PHONY: install model test browser infra-check demo bench clean
 
 install: $(STAMP)
 
@@ -24,9 +24,21 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-## Run every test.
+## Run every test: the Python suite, then the offline checks of infra/.
 test: install browser
 	$(PY) -m pytest -q
+	infra/check.sh
+
+## Offline checks of infra/ and the container files: tests/infra (python-hcl2) and checkov, each in its own venv.
+infra-check:
+	infra/check.sh
+
+## Benchmarks: ratios against baselines measured in the same run (hey is the HTTP load generator).
+bench: install
+	@command -v hey >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq hey >/dev/null; }
+	$(PY) -m bench.run --quick
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .venv-infra .venv-checkov .pytest_cache

@@ -1,0 +1,864 @@
+"""Offline checks of the Terraform in infra/ (no terraform binary, no cloud).
+
+Run with the infra venv (python-hcl2 + pytest), from the repo root:
+    .venv-infra/bin/python -m pytest tests/infra
+infra/check.sh creates that venv and also runs checkov.
+
+The checks tie the Terraform to the code it deploys: routes the server serves
+(functions/routes.py), settings it reads (shared/config.py SETTINGS), the app tag the
+log sink filters on (shared.APP_NAME) and the result record exported to BigQuery
+(shared/results.py).
+"""
+from __future__ import annotations
+
+import ast
+import json
+import re
+import sys
+import textwrap
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+
+hcl2 = pytest.importorskip("hcl2", reason="python-hcl2 lives in .venv-infra (infra/check.sh), not the main venv")
+from hcl2.utils import SerializationOptions  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+INFRA = REPO / "infra"
+SCHEMA_FILE = INFRA / "schema" / "run_googleapis_com_stdout.json"
+TF_FILES = sorted(INFRA.glob("*.tf"))
+
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+PUBLIC_PRINCIPALS = ("allUsers", "allAuthenticatedUsers")
+PLATFORM_ENV = {"PORT", "GOOGLE_CLOUD_PROJECT"}  # set by Cloud Run / allowed besides SETTINGS
+META_ARGS = {"count", "for_each", "depends_on", "lifecycle", "provider"}
+
+
+# ---------------------------------------------------------------- reading the code's contracts (no execution)
+
+def _module_constants(path: Path) -> dict:
+    """Top-level NAME = literal assignments of a module, read with ast (nothing imported)."""
+    values = {}
+    for node in ast.parse(path.read_text()).body:
+        targets, value = [], None
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        for target in targets:
+            if isinstance(target, ast.Name):
+                try:
+                    values[target.id] = ast.literal_eval(value)
+                except ValueError:
+                    pass
+    return values
+
+
+@lru_cache(maxsize=None)
+def routes() -> dict:
+    return _module_constants(REPO / "functions" / "routes.py")
+
+
+@lru_cache(maxsize=None)
+def app_name() -> str:
+    return _module_constants(REPO / "shared" / "__init__.py")["APP_NAME"]
+
+
+@lru_cache(maxsize=None)
+def settings_names() -> frozenset:
+    """Keys of shared/config.py SETTINGS (the dict's keys are literals; values may call functions)."""
+    for node in ast.parse((REPO / "shared" / "config.py").read_text()).body:
+        target = node.target if isinstance(node, ast.AnnAssign) else (node.targets[0] if isinstance(node, ast.Assign) else None)
+        if isinstance(target, ast.Name) and target.id == "SETTINGS" and isinstance(node.value, ast.Dict):
+            return frozenset(ast.literal_eval(k) for k in node.value.keys)
+    raise AssertionError("shared/config.py defines no SETTINGS dict literal")
+
+
+# ---------------------------------------------------------------- reading the Terraform
+
+_OPTIONS = SerializationOptions(with_comments=False, explicit_blocks=False, strip_string_quotes=True)
+
+
+@lru_cache(maxsize=None)
+def parsed(path: Path) -> dict:
+    with open(path) as f:
+        return hcl2.load(f, serialization_options=_OPTIONS)
+
+
+class Config:
+    """All infra/*.tf merged: resources[type][name], data[type][name], variables, locals, outputs."""
+
+    def __init__(self):
+        self.resources: dict[str, dict[str, dict]] = {}
+        self.data: dict[str, dict[str, dict]] = {}
+        self.variables: dict[str, dict] = {}
+        self.locals: dict[str, object] = {}
+        self.outputs: dict[str, dict] = {}
+        self.terraform: list[dict] = []
+        self.where: dict[tuple[str, str], str] = {}
+        for path in TF_FILES:
+            doc = parsed(path)
+            for block in doc.get("resource", []):
+                for rtype, instances in block.items():
+                    for name, body in instances.items():
+                        assert name not in self.resources.get(rtype, {}), f"{rtype}.{name} defined twice"
+                        self.resources.setdefault(rtype, {})[name] = body
+                        self.where[(rtype, name)] = path.name
+            for block in doc.get("data", []):
+                for dtype, instances in block.items():
+                    for name, body in instances.items():
+                        self.data.setdefault(dtype, {})[name] = body
+            for block in doc.get("variable", []):
+                self.variables.update(block)
+            for block in doc.get("locals", []):
+                for key, value in block.items():
+                    assert key not in self.locals, f"local.{key} defined twice"
+                    self.locals[key] = value
+            for block in doc.get("output", []):
+                self.outputs.update(block)
+            self.terraform += doc.get("terraform", [])
+
+    def of_type(self, rtype: str) -> dict[str, dict]:
+        return self.resources.get(rtype, {})
+
+    def one(self, rtype: str) -> tuple[str, dict]:
+        items = list(self.of_type(rtype).items())
+        assert len(items) == 1, f"expected exactly one {rtype}, found {[n for n, _ in items]}"
+        return items[0]
+
+    def default(self, var_name: str):
+        assert var_name in self.variables, f"var.{var_name} is not declared"
+        assert "default" in self.variables[var_name], f"var.{var_name} has no default"
+        return self.variables[var_name]["default"]
+
+    def resolve(self, value):
+        """Replace ${var.x} (optionally wrapped in tostring()) with the variable's default."""
+        if not isinstance(value, str):
+            return value
+        whole = re.fullmatch(r"\$\{(?:tostring\()?var\.(\w+)\)?\}", value)
+        if whole:
+            return self.default(whole.group(1))
+        return re.sub(r"\$\{var\.(\w+)\}", lambda m: str(self.default(m.group(1))), value)
+
+
+@pytest.fixture(scope="module")
+def cfg() -> Config:
+    return Config()
+
+
+def first(block):
+    """A nested block parses as a list of dicts; most appear once."""
+    if isinstance(block, list):
+        assert len(block) == 1, f"expected one block, got {len(block)}"
+        return block[0]
+    return block
+
+
+def text(value: str) -> str:
+    """The text of a string or heredoc value."""
+    if isinstance(value, str) and value.startswith("<<"):
+        lines = value.split("\n")
+        value = textwrap.dedent("\n".join(lines[1:-1]))
+    return value
+
+
+def walk_strings(node, path=()):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from walk_strings(value, path + (key,))
+    elif isinstance(node, list):
+        for item in node:
+            yield from walk_strings(item, path)
+    elif isinstance(node, str):
+        yield path, node
+
+
+def ref_name(expr: str, rtype: str) -> str:
+    """The resource name in an expression like ${google_pubsub_topic.x[0].id}."""
+    match = re.search(rf"\b{re.escape(rtype)}\.(\w+)", expr)
+    assert match, f"{expr!r} does not reference a {rtype}"
+    return match.group(1)
+
+
+def dynamic_blocks(body: dict, name: str) -> list[dict]:
+    found = []
+    for dyn in body.get("dynamic", []):
+        if name in dyn:
+            found.append(dyn[name])
+    return found
+
+
+# ---------------------------------------------------------------- parsing & hygiene
+
+@pytest.mark.parametrize("path", TF_FILES, ids=[p.name for p in TF_FILES])
+def test_tf_file_parses(path):
+    assert isinstance(parsed(path), dict)
+
+
+def test_expected_files_exist():
+    for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "terraform.tfvars.example",
+                 "apis.tf", "registry.tf", "iam.tf", "storage.tf", "pubsub.tf", "run.tf",
+                 "bigquery.tf", "logging.tf", "monitoring.tf", "eventarc.tf"):
+        assert (INFRA / name).is_file(), f"infra/{name} missing"
+
+
+def test_tfvars_example_parses_and_names_declared_variables(cfg):
+    example = parsed(INFRA / "terraform.tfvars.example")
+    unknown = {k for k in example if not k.startswith("__")} - set(cfg.variables)
+    assert not unknown, f"terraform.tfvars.example sets undeclared variables: {sorted(unknown)}"
+    required = {name for name, body in cfg.variables.items() if "default" not in body}
+    assert required <= set(example), f"example misses required variables {sorted(required - set(example))}"
+
+
+def test_every_variable_has_type_and_description(cfg):
+    for name, body in cfg.variables.items():
+        assert body.get("type"), f"var.{name} has no type"
+        assert str(body.get("description", "")).strip(), f"var.{name} has no description"
+
+
+def test_provider_constraint_admits_6_28(cfg):
+    constraints = [
+        first(t["required_providers"])["google"]
+        for t in cfg.terraform
+        if "required_providers" in t
+    ]
+    assert len(constraints) == 1, "declare the google provider once (versions.tf)"
+    google = constraints[0]
+    assert google["source"] == "hashicorp/google"
+    version = google["version"]
+    assert _admits(version, (6, 28, 0)), f"{version!r} must admit 6.28"
+    assert not _admits(version, (6, 27, 99)), f"{version!r} must require at least 6.28 (GPU fields)"
+
+
+def _admits(constraint: str, version: tuple) -> bool:
+    for part in constraint.split(","):
+        match = re.fullmatch(r"\s*(>=|<=|!=|~>|>|<|=)?\s*(\d+(?:\.\d+)*)\s*", part)
+        assert match, f"cannot read version constraint {part!r}"
+        op, raw = match.group(1) or "=", match.group(2)
+        bound = tuple(int(x) for x in raw.split("."))
+        padded = bound + (0,) * (3 - len(bound))
+        if op == "~>":
+            upper = list(bound[:-1]) if len(bound) > 1 else [bound[0] + 1]
+            upper[-1] += 1
+            upper_t = tuple(upper) + (0,) * (3 - len(upper))
+            ok = padded <= version < upper_t
+        else:
+            ok = {
+                ">=": version >= padded, ">": version > padded, "<=": version <= padded,
+                "<": version < padded, "=": version == padded, "!=": version != padded,
+            }[op]
+        if not ok:
+            return False
+    return True
+
+
+def test_references_resolve(cfg):
+    """A poor man's `terraform validate`: every var./local./resource/data reference exists,
+    and counted resources are indexed (x[0], x[*]) while single ones are not."""
+    declared_resources = {(t, n) for t, names in cfg.resources.items() for n in names}
+    declared_data = {(t, n) for t, names in cfg.data.items() for n in names}
+    counted = {(t, n) for t, names in cfg.resources.items() for n, b in names.items() if "count" in b or "for_each" in b}
+    problems = []
+    for path in TF_FILES:
+        for where, value in walk_strings(parsed(path)):
+            for name in re.findall(r"\bvar\.(\w+)", value):
+                if name not in cfg.variables:
+                    problems.append(f"{path.name}: var.{name} undeclared")
+            for name in re.findall(r"\blocal\.(\w+)", value):
+                if name not in cfg.locals:
+                    problems.append(f"{path.name}: local.{name} undefined")
+            for dtype, name in re.findall(r"\bdata\.(google_\w+)\.(\w+)", value):
+                if (dtype, name) not in declared_data:
+                    problems.append(f"{path.name}: data.{dtype}.{name} undefined")
+            for m in re.finditer(r"(?<![\w.])(google_[a-z0-9_]+)\.([a-z0-9_]+)(\[)?", value):
+                key = (m.group(1), m.group(2))
+                if value[max(0, m.start() - 5):m.start()] == "data.":
+                    continue
+                if key not in declared_resources:
+                    problems.append(f"{path.name}: {key[0]}.{key[1]} undefined")
+                    continue
+                if "depends_on" in where:
+                    continue
+                if key in counted and not m.group(3):
+                    problems.append(f"{path.name}: {key[0]}.{key[1]} has count/for_each but is used unindexed")
+                if key not in counted and m.group(3):
+                    problems.append(f"{path.name}: {key[0]}.{key[1]} is indexed but has no count/for_each")
+    assert not problems, "\n".join(problems)
+
+
+# ---------------------------------------------------------------- nothing public, least privilege
+
+def test_no_public_principals_anywhere():
+    offenders = []
+    for path in sorted(INFRA.rglob("*")):
+        if path.is_file() and path.suffix in {".tf", ".example", ".json", ".sql", ".sh", ".tfvars"}:
+            content = path.read_text()
+            for principal in PUBLIC_PRINCIPALS:
+                if principal in content:
+                    offenders.append(f"{path.relative_to(REPO)} mentions {principal}")
+    assert not offenders, offenders
+
+
+def test_iam_members_are_never_public(cfg):
+    for rtype, instances in cfg.resources.items():
+        if "_iam_" not in rtype:
+            continue
+        for name, body in instances.items():
+            member = cfg.resolve(body.get("member", ""))
+            assert member not in PUBLIC_PRINCIPALS, f"{rtype}.{name} grants {member}"
+            if member == "${each.value}":
+                source = body.get("for_each", "")
+                var = re.search(r"var\.(\w+)", source)
+                assert var, f"{rtype}.{name}: for_each must come from a variable"
+                assert not set(cfg.default(var.group(1))) & set(PUBLIC_PRINCIPALS)
+
+
+def test_invoker_members_variable_refuses_public_principals(cfg):
+    validation = first(cfg.variables["invoker_members"]["validation"])
+    pattern = re.search(r'regex\("([^"]+)"', validation["condition"]).group(1)
+    for principal in PUBLIC_PRINCIPALS:
+        assert re.search(pattern, principal), f"validation pattern {pattern!r} lets {principal} through"
+    assert not re.search(pattern, "user:someone@example.com")
+
+
+def test_cloud_run_invoker_iam_is_not_disabled(cfg):
+    _, service = cfg.one("google_cloud_run_v2_service")
+    assert service.get("invoker_iam_disabled") in (None, False)
+    assert not cfg.of_type("google_cloud_run_v2_service_iam_binding")
+    assert not cfg.of_type("google_cloud_run_v2_service_iam_policy")
+
+
+def test_no_authoritative_iam(cfg):
+    authoritative = [f"{t}.{n}" for t, names in cfg.resources.items() if t.endswith(("_iam_binding", "_iam_policy")) for n in names]
+    assert not authoritative, f"authoritative IAM would remove grants made elsewhere: {authoritative}"
+
+
+def test_project_level_grants_only_for_eventarc(cfg):
+    allowed = {"roles/eventarc.eventReceiver", "roles/pubsub.publisher"}
+    for name, body in cfg.of_type("google_project_iam_member").items():
+        assert body["role"] in allowed, f"project-level {body['role']} ({name}); grant it on the resource"
+        assert "use_eventarc" in str(body.get("count", "")), f"{name} must exist only with the Eventarc variant"
+
+
+# ---------------------------------------------------------------- Cloud Run GPU service
+
+@pytest.fixture(scope="module")
+def service(cfg):
+    return cfg.one("google_cloud_run_v2_service")[1]
+
+
+@pytest.fixture(scope="module")
+def container(service):
+    return first(first(service["template"])["containers"])
+
+
+def _memory_gib(value: str) -> float:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(Gi|Mi|G|M)", value)
+    assert match, f"cannot read memory {value!r}"
+    number, unit = float(match.group(1)), match.group(2)
+    return {"Gi": number, "Mi": number / 1024, "G": number * 1e9 / 2**30, "M": number * 1e6 / 2**30}[unit]
+
+
+def test_gpu_settings(cfg, service, container):
+    template = first(service["template"])
+    assert first(template["node_selector"])["accelerator"] == "nvidia-l4"
+    assert "gpu_zonal_redundancy_disabled" in template
+    zonal = template["gpu_zonal_redundancy_disabled"]
+    assert zonal == "${var.gpu_zonal_redundancy_disabled}", "gpu_zonal_redundancy_disabled should be a variable"
+    assert cfg.variables["gpu_zonal_redundancy_disabled"]["type"] == "bool"
+
+    resources = first(container["resources"])
+    limits = resources["limits"]
+    assert str(limits["nvidia.com/gpu"]) == "1"
+    assert float(cfg.resolve(limits["cpu"])) >= 4
+    assert _memory_gib(cfg.resolve(limits["memory"])) >= 16
+    assert resources["cpu_idle"] is False
+
+
+def test_scaling_and_concurrency_are_variables(cfg, service):
+    template = first(service["template"])
+    assert re.fullmatch(r"\$\{var\.\w+\}", str(template["max_instance_request_concurrency"]))
+    scaling = first(template["scaling"])
+    for key in ("min_instance_count", "max_instance_count"):
+        assert re.fullmatch(r"\$\{var\.\w+\}", str(scaling[key])), f"scaling.{key} should be a variable"
+    assert cfg.default("max_instance_count") >= 1
+    assert cfg.default("min_instance_count") >= 0
+
+
+def test_startup_probe_uses_health_route(container):
+    probe = first(container["startup_probe"])
+    assert first(probe["http_get"])["path"] == routes()["HEALTH_ROUTE"]
+    if "liveness_probe" in container:
+        assert first(first(container["liveness_probe"])["http_get"])["path"] == routes()["HEALTH_ROUTE"]
+
+
+def test_service_env_vars_are_settings(cfg, container):
+    settings = settings_names()
+    allowed = settings | PLATFORM_ENV
+
+    static = [env["name"] for env in container.get("env", [])]
+    assert set(static) <= allowed, f"unknown env vars {sorted(set(static) - allowed)}"
+    assert "PORT" not in static, "Cloud Run sets PORT itself"
+
+    dynamic = dynamic_blocks(container, "env")
+    assert len(dynamic) <= 1
+    if dynamic:
+        assert dynamic[0]["for_each"] == "${local.service_env}"
+        assert "local.service_env_fixed" in cfg.locals["service_env"]
+        assert "var.settings_overrides" in cfg.locals["service_env"]
+
+        fixed = set(cfg.locals["service_env_fixed"])
+        overridable = set(cfg.locals["overridable_settings"])
+        assert fixed <= settings, f"not in SETTINGS: {sorted(fixed - settings)}"
+        assert overridable <= settings, f"not in SETTINGS: {sorted(overridable - settings)}"
+        assert not fixed & overridable, f"set twice: {sorted(fixed & overridable)}"
+        # Every setting the code reads can be configured on the service.
+        missing = settings - fixed - overridable - set(static)
+        assert not missing, f"SETTINGS not configurable from Terraform: {sorted(missing)}"
+        # The override map is checked against that list before apply.
+        precondition = first(first(cfg.one("google_cloud_run_v2_service")[1]["lifecycle"])["precondition"])
+        assert "local.overridable_settings" in precondition["condition"]
+        assert "var.settings_overrides" in precondition["condition"]
+
+
+def test_allowed_buckets_is_the_uploads_bucket(cfg):
+    fixed = cfg.locals["service_env_fixed"]
+    assert "local.allowed_buckets" in fixed["ALLOWED_BUCKETS"]
+    assert "google_storage_bucket.uploads.name" in cfg.locals["allowed_buckets"]
+    assert "var.readable_buckets" in cfg.locals["allowed_buckets"]
+    # ...and the runtime identity can read exactly those buckets.
+    grants = cfg.of_type("google_storage_bucket_iam_member")
+    readers = {n: b for n, b in grants.items() if b["role"] == "roles/storage.objectViewer"}
+    assert all("google_service_account.runtime" in b["member"] for b in readers.values())
+    assert {b["bucket"] for b in readers.values()} == {"${google_storage_bucket.uploads.name}", "${each.value}"}
+
+
+def test_model_cache_dir_matches_dockerfile(cfg):
+    default = cfg.default("model_cache_dir")
+    for dockerfile in ("Dockerfile", "Dockerfile.cpu"):
+        content = (REPO / dockerfile).read_text()
+        assert re.search(rf"MODEL_CACHE_DIR={re.escape(default)}\b", content), f"{dockerfile} must set MODEL_CACHE_DIR={default}"
+
+
+# ---------------------------------------------------------------- delivery: push, retries, dead letters
+
+def _push_subscriptions(cfg):
+    return {n: b for n, b in cfg.of_type("google_pubsub_subscription").items() if "push_config" in b}
+
+
+def test_push_endpoints_end_with_served_routes(cfg):
+    served = {routes()["STORAGE_ROUTE"], routes()["PUBSUB_ROUTE"], routes()["HTTP_ROUTE"]}
+    pushes = _push_subscriptions(cfg)
+    assert pushes, "no push subscriptions"
+    for name, body in pushes.items():
+        endpoint = first(body["push_config"])["push_endpoint"]
+        assert "google_cloud_run_v2_service.service.uri" in endpoint, f"{name} must push to the service"
+        path = endpoint.split("}", 1)[1] if "}" in endpoint else endpoint
+        assert path in served, f"{name} pushes to {path!r}, which the server does not serve ({sorted(served)})"
+    # Which route each source goes to.
+    topic_route = {
+        ref_name(b["topic"], "google_pubsub_topic"): first(b["push_config"])["push_endpoint"].split("}", 1)[1]
+        for b in pushes.values()
+    }
+    assert topic_route["uploads"] == routes()["STORAGE_ROUTE"]
+    assert topic_route["requests"] == routes()["PUBSUB_ROUTE"]
+    for trigger in cfg.of_type("google_eventarc_trigger").values():
+        run = first(first(trigger["destination"])["cloud_run_service"])
+        assert run["path"] == routes()["STORAGE_ROUTE"]
+
+
+def test_push_is_authenticated_as_the_invoker(cfg):
+    for name, body in _push_subscriptions(cfg).items():
+        oidc = first(first(body["push_config"])["oidc_token"])
+        assert "google_service_account.invoker.email" in oidc["service_account_email"], name
+    grants = cfg.of_type("google_cloud_run_v2_service_iam_member")
+    assert any(b["member"] == "${google_service_account.invoker.member}" and b["role"] == "roles/run.invoker" for b in grants.values())
+    token = cfg.of_type("google_service_account_iam_member")
+    assert any(b["role"] == "roles/iam.serviceAccountTokenCreator" and "pubsub_service_agent" in b["member"] for b in token.values())
+
+
+def test_push_subscriptions_retry_and_dead_letter(cfg):
+    for name, body in _push_subscriptions(cfg).items():
+        retry = first(body.get("retry_policy", [{}]))
+        assert retry.get("minimum_backoff") and retry.get("maximum_backoff"), f"{name}: exponential backoff retry policy"
+        dead_letter = first(body.get("dead_letter_policy", [{}]))
+        assert dead_letter.get("dead_letter_topic"), f"{name}: no dead-letter topic"
+        attempts = cfg.resolve(dead_letter["max_delivery_attempts"])
+        assert 5 <= attempts <= 100, f"{name}: max_delivery_attempts {attempts}"
+        assert first(body["expiration_policy"])["ttl"] == "", f"{name} must never expire"
+
+
+def test_every_dead_letter_topic_has_a_subscription(cfg):
+    topics = cfg.of_type("google_pubsub_topic")
+    subscriptions = cfg.of_type("google_pubsub_subscription")
+    dead_letter_topics = {
+        ref_name(first(b["dead_letter_policy"])["dead_letter_topic"], "google_pubsub_topic")
+        for b in subscriptions.values() if "dead_letter_policy" in b
+    }
+    assert dead_letter_topics
+    for topic in dead_letter_topics:
+        readers = [
+            (n, b) for n, b in subscriptions.items()
+            if ref_name(b["topic"], "google_pubsub_topic") == topic
+        ]
+        assert readers, f"dead-letter topic {topic} has no subscription: its messages would be lost"
+        for n, b in readers:
+            assert b.get("count") == topics[topic].get("count"), f"{n} must exist whenever topic {topic} does"
+
+
+def test_pubsub_agent_can_dead_letter(cfg):
+    subscriptions = cfg.of_type("google_pubsub_subscription")
+    publishers = cfg.of_type("google_pubsub_topic_iam_member")
+    subscribers = cfg.of_type("google_pubsub_subscription_iam_member")
+    for name, body in subscriptions.items():
+        if "dead_letter_policy" not in body:
+            continue
+        topic = ref_name(first(body["dead_letter_policy"])["dead_letter_topic"], "google_pubsub_topic")
+        assert any(
+            b["role"] == "roles/pubsub.publisher" and "pubsub_service_agent" in b["member"]
+            and ref_name(b["topic"], "google_pubsub_topic") == topic
+            for b in publishers.values()
+        ), f"Pub/Sub service agent cannot publish to dead-letter topic {topic}"
+        assert any(
+            b["role"] == "roles/pubsub.subscriber" and "pubsub_service_agent" in b["member"]
+            and ref_name(b["subscription"], "google_pubsub_subscription") == name
+            for b in subscribers.values()
+        ), f"Pub/Sub service agent cannot acknowledge on {name}"
+
+
+def test_bucket_notification_feeds_the_uploads_topic(cfg):
+    _, notification = cfg.one("google_storage_notification")
+    assert notification["payload_format"] == "JSON_API_V1"
+    assert notification["event_types"] == ["OBJECT_FINALIZE"]
+    assert ref_name(notification["topic"], "google_pubsub_topic") == "uploads"
+    publishers = cfg.of_type("google_pubsub_topic_iam_member").values()
+    assert any("gcs_service_agent" in b["member"] and ref_name(b["topic"], "google_pubsub_topic") == "uploads" for b in publishers)
+
+
+def test_eventarc_variant_is_optional_and_documented(cfg):
+    trigger_name, trigger = cfg.one("google_eventarc_trigger")
+    assert "use_eventarc" in str(trigger.get("count"))
+    description = cfg.variables["upload_trigger"]["description"].lower()
+    assert "dead-letter" in description and "eventarc" in description
+    _, notification = cfg.one("google_storage_notification")
+    assert "use_notification" in str(notification.get("count")), "the two upload paths must not both run"
+
+
+def test_uploads_bucket_is_private(cfg):
+    _, bucket = cfg.one("google_storage_bucket")
+    assert bucket["uniform_bucket_level_access"] is True
+    assert bucket["public_access_prevention"] == "enforced"
+
+
+def test_artifact_registry_has_cleanup_policies(cfg):
+    _, repo = cfg.one("google_artifact_registry_repository")
+    assert repo["format"] == "DOCKER"
+    policies = repo.get("cleanup_policies", [])
+    assert any(p["action"] == "DELETE" for p in policies)
+    assert any(p["action"] == "KEEP" for p in policies)
+    assert repo.get("cleanup_policy_dry_run") is False
+
+
+# ---------------------------------------------------------------- logging, BigQuery, monitoring
+
+def test_sink_filter_and_options(cfg):
+    _, sink = cfg.one("google_logging_project_sink")
+    assert sink["filter"] == "${local.results_filter}"
+    flt = text(cfg.locals["results_filter"])
+    assert f'jsonPayload.app="{app_name()}"' in flt
+    assert 'resource.type="cloud_run_revision"' in flt
+    assert 'resource.labels.service_name="${var.service_name}"' in flt
+    assert 'logName="${local.stdout_log_name}"' in flt
+    assert cfg.locals["stdout_log_name"] == "projects/${var.project_id}/logs/run.googleapis.com%2Fstdout"
+    assert sink["unique_writer_identity"] is True
+    assert first(sink["bigquery_options"])["use_partitioned_tables"] is True
+    assert "google_bigquery_dataset.results.dataset_id" in sink["destination"]
+    assert cfg.locals["app_name"] == app_name()
+
+
+def test_sink_writer_has_data_editor_on_the_dataset_only(cfg):
+    grants = [
+        (t, n, b) for t, names in cfg.resources.items() if "_iam_" in t
+        for n, b in names.items() if "writer_identity" in str(b.get("member", ""))
+    ]
+    assert len(grants) == 1, f"sink writer identity grants: {[(t, n) for t, n, _ in grants]}"
+    rtype, _, grant = grants[0]
+    assert rtype == "google_bigquery_dataset_iam_member"
+    assert grant["role"] == "roles/bigquery.dataEditor"
+    assert grant["dataset_id"] == "${google_bigquery_dataset.results.dataset_id}"
+    assert grant["member"] == "${google_logging_project_sink.results.writer_identity}"
+
+
+def test_sink_table_is_precreated_and_partitioned(cfg):
+    tables = cfg.of_type("google_bigquery_table")
+    stdout = tables["stdout"]
+    assert cfg.resolve(stdout["table_id"]) == "${local.sink_table_id}"
+    assert cfg.locals["sink_table_id"] == "run_googleapis_com_stdout"
+    partitioning = first(stdout["time_partitioning"])
+    assert partitioning["field"] == "timestamp" and partitioning["type"] == "DAY"
+    assert "schema/run_googleapis_com_stdout.json" in stdout["schema"]
+    assert "schema" in str(first(stdout["lifecycle"])["ignore_changes"]), "Logging adds columns: ignore schema drift"
+    assert "view" not in stdout
+
+
+def test_views_are_templated_from_infra_sql(cfg):
+    tables = cfg.of_type("google_bigquery_table")
+    for name in ("results", "predictions"):
+        view = first(tables[name]["view"])
+        assert view["use_legacy_sql"] is False
+        match = re.search(r'templatefile\("\$\{path\.module\}/sql/(\w+\.sql)", \{(.*)\}\)', view["query"], re.S)
+        assert match, f"view {name} must use templatefile() on infra/sql"
+        sql_file, args = match.group(1), match.group(2)
+        provided = set(re.findall(r"(\w+)\s*=", args))
+        used = set(re.findall(r"\$\{(\w+)\}", (INFRA / "sql" / sql_file).read_text()))
+        assert used <= provided, f"{sql_file} uses {sorted(used - provided)} which {name} does not pass"
+
+
+def _schema_paths(fields, prefix=""):
+    out = {}
+    for f in fields:
+        path = prefix + f["name"].lower()
+        out[path] = (f["type"], f.get("mode", "NULLABLE"))
+        if f["type"] in ("RECORD", "STRUCT"):
+            out.update(_schema_paths(f["fields"], path + "."))
+    return out
+
+
+@lru_cache(maxsize=None)
+def table_schema() -> dict:
+    return _schema_paths(json.loads(SCHEMA_FILE.read_text()))
+
+
+def test_sql_references_exported_columns():
+    schema = table_schema()
+    sql = (INFRA / "sql" / "results.sql").read_text()
+    body = "\n".join(line.split("--")[0] for line in sql.splitlines())
+    for path in re.findall(r"\b((?:jsonPayload|resource)(?:\.\w+)+)", body):
+        assert path.lower() in schema, f"results.sql reads {path}, not in the table schema"
+    assert f"jsonPayload.app = '{app_name()}'" in body
+    assert re.search(r"PARTITION BY jsonPayload\.result_id", body), "results must be de-duplicated on result_id"
+    predictions = (INFRA / "sql" / "predictions.sql").read_text()
+    assert "UNNEST(r.predictions)" in predictions
+
+
+def test_log_metrics(cfg):
+    metrics = cfg.of_type("google_logging_metric")
+    counts = [m for m in metrics.values() if first(m["metric_descriptor"])["value_type"] == "INT64"]
+    assert counts and all(m["filter"] == "${local.results_filter}" for m in counts)
+    extractors = counts[0]["label_extractors"]
+    assert extractors["status"] == "EXTRACT(jsonPayload.status)"
+    assert extractors["error_code"] == "EXTRACT(jsonPayload.error.code)"
+    latency = [m for m in metrics.values() if first(m["metric_descriptor"])["value_type"] == "DISTRIBUTION"]
+    assert latency and latency[0]["value_extractor"] == "EXTRACT(jsonPayload.timings_ms.total)"
+    assert "local.results_filter" in latency[0]["filter"]
+
+
+def test_alert_policies(cfg):
+    policies = cfg.of_type("google_monitoring_alert_policy")
+    filters = [
+        first(c["condition_threshold"])["filter"]
+        for p in policies.values() for c in p.get("conditions", [])
+    ]
+    assert any("local.results_metric_type" in f and 'status = "error"' in f for f in filters), "error-rate alert"
+    dead_letter = [
+        dyn for p in policies.values() for dyn in dynamic_blocks(p, "conditions")
+    ]
+    assert dead_letter, "dead-letter backlog alert"
+    threshold = first(first(dead_letter[0]["content"])["condition_threshold"])
+    assert "subscription/num_undelivered_messages" in threshold["filter"]
+    assert dead_letter[0]["for_each"] == "${local.dead_letter_subscriptions}"
+    # ...covering every dead-letter subscription.
+    covered = set(re.findall(r"google_pubsub_subscription\.(\w+)", cfg.locals["dead_letter_subscriptions"]))
+    dlq_subscriptions = {
+        n for n, b in cfg.of_type("google_pubsub_subscription").items()
+        if ref_name(b["topic"], "google_pubsub_topic").endswith("dead_letter")
+    }
+    assert covered == dlq_subscriptions
+
+
+def test_outputs(cfg):
+    for name in ("service_url", "uploads_bucket", "topics", "dataset", "example_queries"):
+        assert name in cfg.outputs, f"output {name} missing"
+        assert cfg.outputs[name].get("description")
+
+
+# ---------------------------------------------------------------- schema file vs the result record
+
+BQ_TYPE = {str: {"STRING"}, bool: {"BOOLEAN", "BOOL"}, int: {"FLOAT", "FLOAT64"}, float: {"FLOAT", "FLOAT64"}}
+# jsonPayload fields the log handler (shared/result_log.py) adds beside the record.
+HANDLER_FIELDS = {"message": "STRING"}
+
+
+def _import_record_modules():
+    """shared.errors / shared.refs / shared.results, without running shared/__init__.py.
+
+    Those modules need only the stdlib and shared's two constants; the package's
+    __init__ may one day import heavier things this venv lacks. So, unless the package
+    is already imported, stand in a bare `shared` package holding the constants (read
+    with ast) and import the three modules from their files.
+    """
+    import importlib
+    import types
+
+    if "shared" not in sys.modules:
+        package = types.ModuleType("shared")
+        package.__path__ = [str(REPO / "shared")]
+        package.__dict__.update(_module_constants(REPO / "shared" / "__init__.py"))
+        sys.modules["shared"] = package
+    return (importlib.import_module(f"shared.{name}") for name in ("errors", "refs", "results"))
+
+
+def _sample_records() -> list[dict]:
+    """Result records with every field set, built by the code itself."""
+    errors, refs, results = _import_record_modules()
+    BucketeyeError, ImageRef = errors.BucketeyeError, refs.ImageRef
+    TIMING_NAMES, Detection, ImageInfo = results.TIMING_NAMES, results.Detection, results.ImageInfo
+    Prediction, Result = results.Prediction, results.Result
+
+    ref = ImageRef(
+        trigger="storage", uri="gs://b/cat.jpg", bucket="b", object="cat.jpg", generation="1700000000000000",
+        event_id="e-1", content_type="image/jpeg", size_bytes=123456, md5_hash="bWQ1", key="k1",
+    )
+    model = {"name": "efficientnet_lite0", "version": "1", "id": "efficientnet_lite0@1"}
+    ok = Result(
+        ref=ref, model=model,
+        predictions=[Prediction("tabby", 281, 0.75), Prediction("tiger cat", 282, 0.2)],
+        detections=[Detection("cat", 17, 0.9, (0.1, 0.2, 0.8, 0.9))],
+        image=ImageInfo("JPEG", 640, 480),
+        timings_ms={name: 1.5 for name in TIMING_NAMES},
+        content_md5="bWQ1",
+    )
+    failed = Result(ref=ref, model=model, error=BucketeyeError("fetch_failed"))
+    return [ok.to_record(), failed.to_record()]
+
+
+def _record_types(value, prefix, out):
+    if isinstance(value, dict):
+        if prefix:
+            out.setdefault(prefix, set()).add(("RECORD", "NULLABLE"))
+        for key, item in value.items():
+            assert key == key.lower() and re.fullmatch(r"[a-z][a-z0-9_]*", key), f"field {prefix}.{key} is not snake_case"
+            _record_types(item, f"{prefix}.{key}" if prefix else key, out)
+    elif isinstance(value, list):
+        out.setdefault(prefix, set())
+        for item in value:
+            if isinstance(item, dict):
+                out[prefix].add(("RECORD", "REPEATED"))
+                for key, sub in item.items():
+                    _record_types(sub, f"{prefix}.{key}", out)
+            else:
+                assert not isinstance(item, list), f"{prefix}: no lists of lists"
+                out[prefix].add((type(item), "REPEATED"))
+    else:
+        out.setdefault(prefix, set())
+        if value is not None:
+            out[prefix].add((type(value), "NULLABLE"))
+
+
+def test_schema_file_matches_result_record():
+    schema = table_schema()
+    observed: dict[str, set] = {}
+    for record in _sample_records():
+        assert record["app"] == app_name()
+        _record_types(record, "", observed)
+
+    problems = []
+    for path, kinds in sorted(observed.items()):
+        column = f"jsonpayload.{path}"
+        if not kinds:
+            problems.append(f"{path}: no sample sets it, cannot check its type (extend _sample_records)")
+            continue
+        if column not in schema:
+            problems.append(f"{path}: not in {SCHEMA_FILE.name}")
+            continue
+        bq_type, bq_mode = schema[column]
+        for kind, mode in kinds:
+            expected = {"RECORD", "STRUCT"} if kind == "RECORD" else BQ_TYPE[kind]
+            if bq_type not in expected or bq_mode != mode:
+                problems.append(f"{path}: schema has {bq_type} {bq_mode}, the record holds {getattr(kind, '__name__', kind)} {mode} (expected one of {sorted(expected)})")
+    for field, bq_type in HANDLER_FIELDS.items():
+        if schema.get(f"jsonpayload.{field}", (None,))[0] != bq_type:
+            problems.append(f"{field}: the log handler writes it; the schema needs it as {bq_type}")
+    stale = sorted(
+        p for p in schema
+        if p.startswith("jsonpayload.") and p[len("jsonpayload."):] not in observed and p[len("jsonpayload."):] not in HANDLER_FIELDS
+    )
+    if stale:
+        problems.append(f"schema columns the record no longer has: {stale}")
+    assert not problems, "\n".join(problems)
+
+
+def test_schema_file_has_logentry_columns():
+    schema = table_schema()
+    expected = {
+        "timestamp": "TIMESTAMP", "receivetimestamp": "TIMESTAMP", "severity": "STRING", "insertid": "STRING",
+        "logname": "STRING", "trace": "STRING", "spanid": "STRING", "tracesampled": "BOOLEAN",
+        "resource": "RECORD", "resource.type": "STRING", "resource.labels.service_name": "STRING",
+        "resource.labels.revision_name": "STRING", "jsonpayload": "RECORD",
+    }
+    for column, bq_type in expected.items():
+        assert column in schema, f"{column} missing from {SCHEMA_FILE.name}"
+        assert schema[column][0] == bq_type, f"{column}: {schema[column][0]} != {bq_type}"
+
+
+def test_checkov_skips_give_reasons():
+    """Each checkov suppression sits in the resource it excuses and says why."""
+    for path in TF_FILES:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if "checkov:skip" in line:
+                match = re.search(r"#\s*checkov:skip=(CKV2?_[A-Z]+_\d+):\s*(\S.{20,})", line)
+                assert match, f"{path.name}:{number}: write `# checkov:skip=CKV_...: reason` (a real reason)"
+
+
+# ---------------------------------------------------------------- container build files
+
+def _dockerfile_env(content: str) -> dict:
+    env = {}
+    for block in re.findall(r"^ENV\s+((?:.*\\\n)*.*)$", content, re.M):
+        for name, value in re.findall(r"(\w+)=(\S+)", block.replace("\\\n", " ")):
+            env[name] = value
+    return env
+
+
+@pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.cpu"])
+def test_dockerfile_production_settings(cfg, name):
+    content = (REPO / name).read_text()
+    assert content.rstrip().splitlines()[-1] == 'CMD ["python", "main.py", "serve"]'
+    users = re.findall(r"^USER\s+(\S+)", content, re.M)
+    assert users and users[-1] not in ("root", "0"), "the service must run as a non-root user"
+    env = _dockerfile_env(content)
+    assert env.get("WORKERS") == "1", "one process holds the model (and the GPU)"
+    assert env.get("CLOUD_RUN_TIMEOUT_SECONDS") == "0"
+    assert int(env["THREADS"]) >= cfg.default("concurrency"), "THREADS must cover the default concurrency"
+    limit = re.search(r"var\.concurrency <= (\d+)", first(cfg.variables["concurrency"]["validation"])["condition"])
+    assert limit and int(limit.group(1)) <= int(env["THREADS"]), "concurrency may not exceed THREADS"
+    assert "python -m shared.models.default_model --cache-dir /opt/bucketeye/models" in content
+
+
+def test_gpu_dockerfile_uses_the_cuda_build_of_the_pinned_tensorflow():
+    content = (REPO / "Dockerfile").read_text()
+    version = re.search(r"^ARG TF_VERSION=(\S+)", content, re.M).group(1)
+    assert '"tensorflow[and-cuda]==${TF_VERSION}"' in content
+    requirements = REPO / "requirements.txt"
+    if requirements.exists():
+        pins = re.findall(r"^tensorflow-cpu==(\S+)", requirements.read_text(), re.M)
+        assert pins == [version], f"requirements.txt pins tensorflow-cpu {pins}, the GPU image builds {version}"
+
+
+def test_cloudbuild_pushes_where_terraform_deploys_from(cfg):
+    content = (REPO / "cloudbuild.yaml").read_text()
+    subs = dict(re.findall(r"^  (_[A-Z_]+): (\S+)$", content, re.M))
+    assert subs["_REPOSITORY"] == cfg.default("repository_id")
+    assert subs["_IMAGE"] == cfg.default("image_name")
+    assert subs["_REGION"] == cfg.default("region")
+    assert subs["_IMAGE_URI"] == "${_REGION}-docker.pkg.dev/${PROJECT_ID}/${_REPOSITORY}/${_IMAGE}"
+    assert "${_IMAGE_URI}:${_TAG}" in content and "${_IMAGE_URI}:${BUILD_ID}" in content
+
+
+def test_dockerignore_keeps_the_context_small():
+    ignored = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()}
+    for entry in (".git", ".venv", ".venv-*", "tests", "infra"):
+        assert entry in ignored, f".dockerignore should exclude {entry}"
