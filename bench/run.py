@@ -1,0 +1,162 @@
+"""`make bench`: every figure against a baseline measured in the same run.
+
+    .venv/bin/python -m bench.run [--quick] [--out bench/results.json]
+
+Prints one table of ratios and targets, and writes the raw numbers as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from bench import decode, inference, inputs, serving
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _engine():
+    from shared.config import Settings
+    from shared.engine import Engine
+    return Engine(Settings.from_env())
+
+
+def figure_inference(engine, quick: bool) -> dict:
+    from shared.preprocess import preprocess
+    from shared.imaging import decode_image
+    arrays = [preprocess(decode_image(p.read_bytes(), max_bytes=1 << 26, max_pixels=10 ** 8).image, engine.model.spec)
+              for p in inputs.photos()]
+    seconds = 3 if quick else 10
+    raw = inference.raw_runtime_rate(engine.model.path, arrays, engine.settings.cpu_threads, seconds)
+    service = inference.service_rate(engine, arrays, total=int(raw * seconds), concurrency=4)
+    naive = inference.naive_predict_rate(10 if quick else 30)
+    return {"service_img_s": service, "raw_runtime_img_s": raw, "naive_predict_img_s": naive,
+            "vs_naive": service / naive, "vs_raw": service / raw}
+
+
+def figure_decode(spec, bench_set: dict, quick: bool) -> dict:
+    seconds = 2 if quick else 6
+    phone = decode.rates(bench_set["phone"], spec, seconds)
+    small = decode.rates(bench_set["thumbnail"], spec, seconds)
+    screenshot = decode.rates(bench_set["screenshot"], spec, seconds)
+    return {"phone_ours_img_s": phone["ours"], "phone_full_img_s": phone["full"],
+            "phone_vs_full": phone["ours"] / phone["full"],
+            "small_ours_img_s": small["ours"], "small_pillow_img_s": small["pillow"],
+            "small_vs_pillow": small["ours"] / small["pillow"],
+            "screenshot_ours_img_s": screenshot["ours"], "screenshot_full_img_s": screenshot["full"]}
+
+
+def figure_serving(image: Path, workdir: Path, quick: bool) -> dict:
+    out: dict = {}
+    tf_import = min(serving.tensorflow_import_s() for _ in range(2))
+    cold = min((serving.cold_start(image.read_bytes(), workdir) for _ in range(2)),
+               key=lambda c: c["first_result_s"])
+    out.update(tf_import_s=tf_import, **cold, first_result_vs_tf_import=cold["first_result_s"] / tf_import)
+
+    server = serving.Server(workdir / "load.log")
+    try:
+        server.wait_ready()
+        server.post(image.read_bytes())
+        seconds = 10 if quick else 30
+        for concurrency in (1, 4, 16):
+            before = len(server.engine_totals_ms())
+            stats = serving.load(server, image, concurrency=concurrency,
+                                 requests=(80 if quick else 400) * max(1, concurrency // 4), seconds=seconds)
+            engine_ms = server.engine_totals_ms()[before:]
+            out[f"c{concurrency}"] = stats | {"engine_p50_ms": inference_p50(engine_ms)}
+        out["throughput_16_vs_1"] = out["c16"]["throughput"] / out["c1"]["throughput"]
+        out["overhead_p50_ms"] = out["c1"]["p50_ms"] - out["c1"]["engine_p50_ms"]
+        out["peak_rss_mib"] = server.peak_rss_bytes() / 2 ** 20
+    finally:
+        server.stop()
+    return out
+
+
+def inference_p50(values: list[float]) -> float:
+    from bench.timing import percentile
+    return percentile(values, 50)
+
+
+TARGETS = [
+    # label, value path, baseline wording, target, comparison
+    ("inference vs naive model.predict loop", ("inference", "vs_naive"), ">= 10x", 10.0, "ge"),
+    ("inference vs raw runtime loop", ("inference", "vs_raw"), ">= 0.9x", 0.9, "ge"),
+    ("12 MP JPEG decode+resize vs full decode", ("decode", "phone_vs_full"), ">= 4x", 4.0, "ge"),
+    ("small image decode vs raw Pillow", ("decode", "small_vs_pillow"), ">= 0.9x", 0.9, "ge"),
+    ("HTTP throughput c16 vs c1", ("serving", "throughput_16_vs_1"), ">= 1.5x", 1.5, "ge"),
+    ("HTTP overhead over engine time, p50 (ms)", ("serving", "overhead_p50_ms"), "<= 5 ms", 5.0, "le"),
+    ("first result vs `import tensorflow`", ("serving", "first_result_vs_tf_import"), "<= 0.5x", 0.5, "le"),
+    ("peak RSS under load (MiB)", ("serving", "peak_rss_mib"), "<= 1024", 1024.0, "le"),
+]
+
+
+def verdicts(results: dict) -> list[dict]:
+    rows = []
+    for label, (group, key), wording, target, how in TARGETS:
+        value = results.get(group, {}).get(key)
+        met = value is not None and (value >= target if how == "ge" else value <= target)
+        rows.append({"figure": label, "value": value, "target": wording, "met": met})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run")
+    parser.add_argument("--quick", action="store_true", help="shorter runs (the whole bench in a few minutes)")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
+    args = parser.parse_args(argv)
+    console = Console()
+    started = time.perf_counter()
+    results: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                 "python": platform.python_version()}, "quick": args.quick}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        bench_set = inputs.bench_set(workdir / "set")
+        engine = _engine()
+        with console.status("inference"):
+            results["inference"] = figure_inference(engine, args.quick)
+        with console.status("decode"):
+            results["decode"] = figure_decode(engine.model.spec, bench_set, args.quick)
+        engine.close()
+        with console.status("serving: cold start, HTTP load, memory"):
+            results["serving"] = figure_serving(bench_set["upload"][0], workdir, args.quick)
+    results["verdicts"] = verdicts(results)
+    results["seconds"] = time.perf_counter() - started
+    Path(args.out).write_text(json.dumps(results, indent=2))
+
+    table = Table("figure", "value", "target", "met", title="bucketeye benchmarks (ratios against same-run baselines)")
+    for row in results["verdicts"]:
+        value = "n/a" if row["value"] is None else f"{row['value']:.2f}"
+        table.add_row(row["figure"], value, row["target"], "yes" if row["met"] else "[red]NO[/red]")
+    console.print(table)
+    console.print(_details(results))
+    console.print(f"written {args.out} in {results['seconds']:.0f} s")
+    return 0
+
+
+def _details(results: dict) -> str:
+    inf, dec, srv = results["inference"], results["decode"], results["serving"]
+    lines = [
+        f"inference img/s: service {inf['service_img_s']:.1f}, raw runtime {inf['raw_runtime_img_s']:.1f}, "
+        f"naive predict {inf['naive_predict_img_s']:.1f}",
+        f"decode img/s: 12 MP ours {dec['phone_ours_img_s']:.1f} vs full {dec['phone_full_img_s']:.1f}; "
+        f"thumbnails ours {dec['small_ours_img_s']:.0f} vs Pillow {dec['small_pillow_img_s']:.0f}; "
+        f"screenshots ours {dec['screenshot_ours_img_s']:.1f} vs full {dec['screenshot_full_img_s']:.1f}",
+        f"cold start: ready {srv['ready_s']:.2f} s, first result {srv['first_result_s']:.2f} s, "
+        f"import tensorflow {srv['tf_import_s']:.2f} s",
+    ]
+    for c in (1, 4, 16):
+        s = srv[f"c{c}"]
+        lines.append(f"HTTP c={c}: {s['throughput']:.1f} req/s, p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms, "
+                     f"engine p50 {s['engine_p50_ms']:.1f} ms ({s['ok']}/{s['requests']} ok)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

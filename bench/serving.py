@@ -1,0 +1,117 @@
+"""Figures 4–6: HTTP latency and throughput under a real load generator (hey), cold
+start against `import tensorflow`, and the server's peak memory under that load."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from bench.timing import percentile
+from functions.local.emulator import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Server:
+    """`python main.py serve` as a subprocess, its stdout (the result log) kept in a file."""
+
+    def __init__(self, log_path: Path, env: dict | None = None):
+        self.port = free_port()
+        self.log_path = log_path
+        self.started = time.perf_counter()
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen([sys.executable, "main.py", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                                     cwd=ROOT, env={**os.environ, **(env or {})}, stdout=self._log,
+                                     stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 60.0) -> float:
+        """Seconds from process start until /healthz answers 200."""
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        return time.perf_counter() - self.started
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.005)
+        raise RuntimeError("the server did not become ready")
+
+    def post(self, data: bytes, content_type: str = "image/jpeg") -> dict:
+        request = urllib.request.Request(self.url + "/", data=data, headers={"Content-Type": content_type})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def worker_pids(self) -> list[int]:
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        return [int(p) for p in children.read_text().split()] if children.exists() else []
+
+    def peak_rss_bytes(self) -> int:
+        """Peak resident memory (VmHWM) of the server and its worker, the larger."""
+        peaks = []
+        for pid in [self.proc.pid, *self.worker_pids()]:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]) * 1024)
+        return max(peaks)
+
+    def engine_totals_ms(self) -> list[float]:
+        """timings_ms.total of every result line the server logged."""
+        totals = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if '"app": "bucketeye"' in line:
+                total = json.loads(line)["timings_ms"]["total"]
+                if total is not None:
+                    totals.append(total)
+        return totals
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._log.close()
+
+
+def tensorflow_import_s() -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import tensorflow"], check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def cold_start(image: bytes, workdir: Path) -> dict[str, float]:
+    server = Server(workdir / "cold.log")
+    try:
+        ready = server.wait_ready()
+        server.post(image)
+        first = time.perf_counter() - server.started
+    finally:
+        server.stop()
+    return {"ready_s": ready, "first_result_s": first}
+
+
+def load(server: Server, image: Path, *, concurrency: int, requests: int, seconds: int) -> dict[str, float]:
+    """hey sends `requests` POSTs at `concurrency` (stopping after `seconds` in any case)."""
+    hey = shutil.which("hey")
+    if hey is None:
+        raise RuntimeError("the load generator `hey` is missing: make bench installs it (apt-get install hey)")
+    out = subprocess.run(
+        ["timeout", str(seconds + 30), hey, "-n", str(requests), "-c", str(concurrency), "-m", "POST",
+         "-T", "image/jpeg", "-D", str(image), "-t", str(seconds), "-o", "csv", server.url + "/?top_k=5"],
+        capture_output=True, text=True, check=True)
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    ok = [r for r in rows if r["status-code"] == "200"]
+    latencies = [float(r["response-time"]) * 1000.0 for r in ok]
+    span = max(float(r["offset"]) + float(r["response-time"]) for r in rows)
+    return {"requests": len(rows), "ok": len(ok), "p50_ms": percentile(latencies, 50),
+            "p99_ms": percentile(latencies, 99), "throughput": len(ok) / span}
