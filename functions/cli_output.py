@@ -7,7 +7,7 @@ import sys
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from shared.results import Result
 
@@ -24,7 +24,9 @@ class ResultPrinter:
                                   console=Console(stderr=True), transient=True,
                                   disable=total < PROGRESS_FROM or not sys.stderr.isatty())
         self._task = None
-        self._table = Table("file", "status", "top label", "score", "top-k", "ms", show_lines=False)
+        # Paths have no spaces to wrap at: fold them, or narrow output shows every file as "/dir/…".
+        self._table = Table(Column("file", overflow="fold"), "status", "top label", "score", "top-k", "ms",
+                            show_lines=False)
 
     def __enter__(self):
         self._progress.start()

@@ -49,10 +49,9 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int,
     try:
         img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except UnidentifiedImageError:
-        raise BucketeyeError("unsupported_format",
-                             "not a supported image (JPEG, PNG, BMP, GIF, WebP, TIFF)") from None
+        raise _unidentified(data) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise BucketeyeError("corrupt_image", f"the image header is corrupt ({_reason(exc)})") from None
+        raise _header_error("image", _reason(exc)) from None
 
     fmt = FORMAT_NAMES.get(img.format, img.format)
     width, height = img.size
@@ -62,7 +61,6 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int,
         raise BucketeyeError("too_many_pixels",
                              f"the image is {width}x{height} ({width * height} pixels); the limit is {max_pixels}")
 
-    orientation = _orientation(img)
     if min_size and fmt == "JPEG":
         # DCT scaling: decode at 1/2, 1/4 or 1/8 while staying >= min_size.
         side = max(min_size)
@@ -72,10 +70,40 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int,
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
         raise BucketeyeError("corrupt_image", f"the image data is truncated or corrupt ({_reason(exc)})") from None
 
-    if orientation in (5, 6, 7, 8):
-        width, height = height, width
+    # Read EXIF only after load(): for PNG, getexif() loads the pixels itself, and its
+    # error (swallowed as "broken EXIF") left a half-decoded image that load() then accepted.
+    orientation = _orientation(img)
+    loaded = img.size
     img = _apply_orientation(img, orientation)
+    if img.size != loaded:  # turned by 90 degrees here (TIFF turns itself on load: its header size already is)
+        width, height = height, width
     return DecodedImage(image=to_rgb(img), format=fmt, width=width, height=height)
+
+
+# Magic bytes of the allowed formats: data starting with one of these is one of our formats, damaged.
+_SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"GIF87a": "GIF", b"GIF89a": "GIF",
+               b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"BM": "BMP"}
+
+
+def _unidentified(data: bytes) -> BucketeyeError:
+    """No decoder accepted the data: foreign data, a damaged header, or a variant Pillow cannot decode."""
+    fmt = next((name for magic, name in _SIGNATURES.items() if data.startswith(magic)), None)
+    if fmt is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        fmt = "WEBP"
+    if fmt is None:
+        return BucketeyeError("unsupported_format", "not a supported image (JPEG, PNG, BMP, GIF, WebP, TIFF)")
+    try:  # ask that format's decoder alone why it refused
+        Image.OPEN[fmt][0](io.BytesIO(data), "")
+        reason = "unreadable header"
+    except Exception as exc:
+        reason = _reason(exc)
+    return _header_error(fmt, reason)
+
+
+def _header_error(fmt: str, reason: str) -> BucketeyeError:
+    if "unsupported" in reason.lower() or "unknown pixel mode" in reason:  # e.g. a 64-bit float TIFF
+        return BucketeyeError("unsupported_format", f"a {fmt} variant that cannot be decoded ({reason})")
+    return BucketeyeError("corrupt_image", f"the {fmt} header is truncated or corrupt ({reason})")
 
 
 def _orientation(img: Image.Image) -> int:
@@ -101,6 +129,9 @@ def to_rgb(img: Image.Image) -> Image.Image:
         return img
     if mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode == "La":  # premultiplied: Pillow converts it only to LA
+        img = img.convert("LA")
         mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         return _scale_16bit(img)

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from shared.errors import BucketeyeError
 from shared.models.labels import Labels
 from shared.results import Detection, Prediction
 
 DETECTION_OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores")
+OUTPUT_KINDS = ("auto", "logits", "probabilities")
 
 
 def is_detection(output_names) -> bool:
@@ -29,11 +31,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def top_k(scores: np.ndarray, labels: Labels, k: int, output_kind: str = "auto") -> list[Prediction]:
     """Scores for one image (a vector) -> the k best, best first."""
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if not np.isfinite(scores).all():  # NaN would also make the JSON record invalid
+        raise BucketeyeError("model_error", "the model returned NaN or infinite scores", retryable=False)
+    output_kind = (output_kind or "auto").lower()
     if output_kind == "logits" or (output_kind == "auto" and not looks_like_probabilities(scores)):
         scores = softmax(scores)
     k = max(1, min(k, scores.size))
-    best = np.argpartition(-scores, k - 1)[:k]
-    best = best[np.argsort(-scores[best], kind="stable")]
+    best = np.argsort(-scores, kind="stable")[:k]  # ties: the lower class id first, every time
     return [Prediction(label=labels.name(int(i)), label_id=int(i), score=float(scores[i])) for i in best]
 
 

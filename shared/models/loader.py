@@ -17,7 +17,7 @@ from shared.config import Settings
 from shared.errors import BucketeyeError
 from shared.models import runtimes, spec as specs
 from shared.models.labels import Labels, find_labels
-from shared.postprocess import is_detection
+from shared.postprocess import OUTPUT_KINDS, is_detection
 
 MODEL_FILE_SUFFIXES = (".tflite", ".keras", ".h5", ".onnx")
 _SIDECARS = ("labels.txt", "model.json")
@@ -81,6 +81,9 @@ def open_model(path: Path, settings: Settings) -> LoadedModel:
     spec = specs.apply_metadata(spec, meta)
     spec = specs.apply_overrides(spec, resize_mode=settings.resize_mode, color_space=settings.color_space,
                                  input_range=settings.input_range)
+    if (settings.output_kind or "auto").lower() not in OUTPUT_KINDS:  # a typo must not silently skip the softmax
+        raise BucketeyeError("bad_message",
+                             f"output kind {settings.output_kind!r} is not one of {', '.join(OUTPUT_KINDS)}")
     task = "detection" if is_detection([o.name for o in runtime.outputs]) else "classification"
     name = str(meta.get("name") or (model_path.stem if model_path.is_file() else model_path.name))
     version = str(meta.get("version") or _digest(model_path))
@@ -158,7 +161,8 @@ def download_model(uri: str, cache: Path) -> Path:
         return result
     tmp = local.with_name(local.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    prefix = target.name.rsplit("/", 1)[0] + "/" if is_file else target.name.rstrip("/") + "/"
+    folder = target.name.rpartition("/")[0] if is_file else target.name.rstrip("/")
+    prefix = folder + "/" if folder else ""  # a model file at the bucket root has no folder
     wanted = {Path(target.name).name, *_SIDECARS, Path(target.name).with_suffix(".json").name,
               Path(target.name).with_suffix(".labels.txt").name}
     count = 0
