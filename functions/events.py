@@ -97,9 +97,12 @@ def process(refs: list[ImageRef], *, event_time: datetime | None, trace: str | N
         (duplicates if cache.seen(make_result_id(ref, engine.model.id)) else fresh).append(ref)
     results = engine.classify(fresh) if fresh else []
     summaries = []
-    for result in results:
+    for ref, result in zip(fresh, results):
         record = log_result(result, trace=trace)
         if result.ok or not result.error.retryable:
+            # Remember the id as delivered too: a URI named without a generation gets its
+            # generation only when read, and its redelivery is looked up before reading.
+            cache.remember(make_result_id(ref, engine.model.id))
             cache.remember(result.result_id)
         summaries.append(_summary(record))
     errors = [r.error for r in results if not r.ok]

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 
@@ -99,10 +100,17 @@ class Engine:
             obj = fetch_object(ref.bucket, ref.object, generation=ref.generation,
                                max_bytes=self.settings.max_image_bytes, timeout=self.settings.fetch_timeout_s)
             result.content_md5 = obj.md5_hash
+            # What the store says completes the ref: a URI named without a generation gets the
+            # version actually read, so an overwritten object gets a new result_id.
+            result.ref = replace(ref, generation=ref.generation or obj.generation,
+                                 content_type=ref.content_type or obj.content_type,
+                                 size_bytes=ref.size_bytes if ref.size_bytes is not None else obj.size)
             return obj.data
         else:
             raise BucketeyeError("bad_message", "the request names no image")
         result.content_md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
+        if ref.size_bytes is None:
+            result.ref = replace(ref, size_bytes=len(data))
         return data
 
     def _finish(self, staged: tuple[Result, Future | None, float], k: int) -> Result:

@@ -111,3 +111,23 @@ def test_bad_model_uris(uri, code, tmp_path):
     with pytest.raises(BucketeyeError) as caught:
         download_model(uri, tmp_path)
     assert caught.value.code == code
+
+
+def test_an_image_named_without_generation_is_identified_by_the_version_read(gcs, tflite_model):
+    """Overwriting an object must not reuse the old result_id: the engine fills in the
+    generation it actually read, plus the stored content type and size."""
+    from shared.refs import ImageRef
+
+    model = open_model(tflite_model, settings())
+    blob = gcs.blob("photos/cat.png")
+    ref = ImageRef(trigger="pubsub", uri=f"gs://{BUCKET}/photos/cat.png", bucket=BUCKET, object="photos/cat.png")
+    with running_engine(model, allowed_buckets=(BUCKET,)) as engine:
+        blob.upload_from_string(encode(solid((200, 10, 10)), "PNG"), content_type="image/png")
+        first = engine.classify_one(ref)
+        blob.upload_from_string(encode(solid((10, 200, 10)), "PNG"), content_type="image/png")
+        second = engine.classify_one(ref)
+    assert first.ok and second.ok
+    assert first.ref.generation and second.ref.generation and first.ref.generation != second.ref.generation
+    assert first.result_id != second.result_id
+    assert first.to_record()["source"]["content_type"] == "image/png"
+    assert first.to_record()["source"]["size_bytes"] == len(encode(solid((200, 10, 10)), "PNG"))
