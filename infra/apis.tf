@@ -2,6 +2,7 @@ locals {
   apis = toset([
     "artifactregistry.googleapis.com",
     "bigquery.googleapis.com",
+    "bigqueryconnection.googleapis.com", # the remote functions' and object table's connection
     "cloudbuild.googleapis.com",
     "cloudresourcemanager.googleapis.com",
     "eventarc.googleapis.com",

@@ -55,6 +55,18 @@ resource "google_cloud_run_v2_service_iam_member" "http_invokers" {
   member   = each.value
 }
 
+# BigQuery calls the service for the remote functions (remote_function.tf) with an identity
+# token of the connection's service account: the one grant it has on the service.
+resource "google_cloud_run_v2_service_iam_member" "sql_invoker" {
+  count = local.use_remote_function ? 1 : 0
+
+  project  = var.project_id
+  location = google_cloud_run_v2_service.service.location
+  name     = google_cloud_run_v2_service.service.name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_bigquery_connection.sql[0].cloud_resource[0].service_account_id}"
+}
+
 # Pub/Sub mints the push OIDC tokens as the invoker account.
 resource "google_service_account_iam_member" "pubsub_mints_invoker_tokens" {
   service_account_id = google_service_account.invoker.name
@@ -135,6 +147,19 @@ resource "google_artifact_registry_repository_iam_member" "image_pushers" {
   repository = google_artifact_registry_repository.images.name
   role       = "roles/artifactregistry.writer"
   member     = each.value
+}
+
+# ---------------------------------------------------------------- classify from SQL
+
+# The object table lists the uploads bucket as the connection's service account (object
+# metadata only; the service fetches the images with its own identity). Besides
+# sql_invoker above, the account's only grant.
+resource "google_storage_bucket_iam_member" "sql_lists_uploads" {
+  count = local.use_remote_function ? 1 : 0
+
+  bucket = google_storage_bucket.uploads.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_bigquery_connection.sql[0].cloud_resource[0].service_account_id}"
 }
 
 # ---------------------------------------------------------------- log sink writer

@@ -11,6 +11,8 @@
 #   bigquery.tf    dataset, the log-sink table and the results/predictions views
 #   logging.tf     log sink to BigQuery and log-based metrics
 #   monitoring.tf  alert policies
+#   remote_function.tf  classify from SQL: BigQuery remote functions and an object table
+#                       over the uploads bucket (enable_remote_function)
 
 provider "google" {
   project = var.project_id

@@ -113,3 +113,72 @@ output "example_queries" {
     EOT
   }
 }
+
+# ---------------------------------------------------------------- classify from SQL
+
+locals {
+  # Quoted names for the SQL below (null when enable_remote_function = false).
+  sql_classify       = local.use_remote_function ? "`${local.bq_prefix}.${google_bigquery_routine.classify[0].routine_id}`" : null
+  sql_classify_top_k = local.use_remote_function ? "`${local.bq_prefix}.${google_bigquery_routine.classify_top_k[0].routine_id}`" : null
+  sql_object_table   = local.use_remote_function ? "`${local.bq_prefix}.${google_bigquery_table.uploads_objects[0].table_id}`" : null
+  sql_results        = "`${local.bq_prefix}.${google_bigquery_table.results.table_id}`"
+}
+
+output "remote_function" {
+  description = "Classify from SQL (null when enable_remote_function = false): the remote functions and the object table (fully qualified), the connection, its service account and the endpoint BigQuery calls."
+  value = local.use_remote_function ? {
+    classify        = "${local.bq_prefix}.${google_bigquery_routine.classify[0].routine_id}"
+    classify_top_k  = "${local.bq_prefix}.${google_bigquery_routine.classify_top_k[0].routine_id}"
+    object_table    = "${local.bq_prefix}.${google_bigquery_table.uploads_objects[0].table_id}"
+    connection      = google_bigquery_connection.sql[0].name
+    service_account = google_bigquery_connection.sql[0].cloud_resource[0].service_account_id
+    endpoint        = local.remote_function_endpoint
+  } : null
+}
+
+output "remote_function_queries" {
+  description = "Classify from SQL examples (null when enable_remote_function = false). Every row passed to classify() is one image through the GPU service: store the answers (my_dataset.upload_labels stands for a table of yours) rather than classifying again."
+  value = local.use_remote_function ? {
+    classify_table = <<-EOT
+      CREATE OR REPLACE TABLE my_dataset.upload_labels AS
+      SELECT uri, content_type, updated, ${local.sql_classify}(uri) AS labels
+      FROM ${local.sql_object_table}
+      WHERE content_type LIKE 'image/%'
+    EOT
+
+    top_labels = <<-EOT
+      SELECT uri,
+             JSON_VALUE(labels, '$.status') AS status,
+             JSON_VALUE(labels, '$.top_label') AS top_label,
+             CAST(JSON_VALUE(labels, '$.top_score') AS FLOAT64) AS top_score,
+             JSON_VALUE(labels, '$.model_id') AS model_id,
+             JSON_VALUE(labels, '$.error.code') AS error_code
+      FROM my_dataset.upload_labels
+    EOT
+
+    unnest_labels = <<-EOT
+      SELECT uri,
+             rank + 1 AS rank,
+             JSON_VALUE(label, '$.label') AS label,
+             CAST(JSON_VALUE(label, '$.label_id') AS INT64) AS label_id,
+             CAST(JSON_VALUE(label, '$.score') AS FLOAT64) AS score
+      FROM my_dataset.upload_labels,
+           UNNEST(JSON_QUERY_ARRAY(labels, '$.labels')) AS label WITH OFFSET AS rank
+      WHERE JSON_VALUE(labels, '$.status') = 'ok'
+    EOT
+
+    classify_unclassified = <<-EOT
+      -- Objects the service has no successful result for yet (results = the log sink's view).
+      SELECT o.uri, ${local.sql_classify_top_k}(o.uri, 3) AS labels
+      FROM ${local.sql_object_table} AS o
+      LEFT JOIN (SELECT DISTINCT uri FROM ${local.sql_results} WHERE status = 'ok') AS done
+        ON done.uri = o.uri
+      WHERE done.uri IS NULL
+        AND o.content_type LIKE 'image/%'
+    EOT
+
+    model_disagreements = templatefile("${path.module}/sql/model_disagreements.sql", {
+      results = local.sql_results
+    })
+  } : null
+}

@@ -351,3 +351,33 @@ variable "alert_error_ratio" {
   description = "Alert when error results exceed this fraction of all results over 10 minutes."
   default     = 0.05
 }
+
+# ---------------------------------------------------------------- classify from SQL (remote_function.tf)
+
+variable "enable_remote_function" {
+  type        = bool
+  description = "Create the BigQuery remote functions classify(uri) and classify_top_k(uri, top_k) in the results dataset, the object table uploads_objects over the uploads bucket, and the Cloud resource connection they use (its service account may only invoke the service and read the uploads bucket's objects)."
+  default     = true
+}
+
+variable "remote_function_max_batching_rows" {
+  type        = number
+  description = "Most rows BigQuery sends to the service in one request (each row is one image). Larger batches mean fewer requests, but a transient failure of any image makes BigQuery retry the whole batch, and one request's images are fetched and decoded by one instance. Must not exceed batch_queue_size: the service refuses a request with more calls than BATCH_QUEUE_SIZE. The batcher already gathers images from concurrent requests into GPU batches, so it need not be large."
+  default     = 50
+
+  validation {
+    condition     = var.remote_function_max_batching_rows >= 1 && floor(var.remote_function_max_batching_rows) == var.remote_function_max_batching_rows
+    error_message = "remote_function_max_batching_rows must be a whole number >= 1 (0 would let BigQuery choose the batch size, which may exceed the service's BATCH_QUEUE_SIZE)."
+  }
+}
+
+variable "object_table_max_staleness_minutes" {
+  type        = number
+  description = "The object table's max_staleness: queries use the cached bucket listing while it is younger than this (so they may miss objects uploaded since), and list the bucket afresh otherwise (slower with millions of objects). The cache refreshes itself every 30 to 60 minutes. 30 to 10080 (7 days)."
+  default     = 60
+
+  validation {
+    condition     = var.object_table_max_staleness_minutes >= 30 && var.object_table_max_staleness_minutes <= 10080 && floor(var.object_table_max_staleness_minutes) == var.object_table_max_staleness_minutes
+    error_message = "object_table_max_staleness_minutes must be a whole number from 30 to 10080."
+  }
+}

@@ -1,4 +1,5 @@
-"""The BigQuery views' SQL (infra/sql) run on DuckDB over a table built from the schema file.
+"""The SQL of infra/sql (the BigQuery views and example queries) run on DuckDB over a
+table built from the schema file.
 
 Rows are real result records (shared/results.py), shaped as the Logging export writes
 them (numbers as doubles). Runs where duckdb is installed (the main venv: it is a
@@ -120,3 +121,34 @@ def test_results_view_ignores_other_apps_entries(db):
     db.insert(ok, datetime(2026, 1, 1))
     db.insert(other, datetime(2026, 1, 1))
     assert db.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 1
+
+
+def _model_disagreements_sql() -> str:
+    return (INFRA / "sql" / "model_disagreements.sql").read_text().replace("${results}", "results")
+
+
+def test_model_disagreements_pair_the_latest_results_of_two_models(db):
+    from shared.errors import BucketeyeError
+    from shared.refs import ImageRef
+    from shared.results import Prediction, Result
+
+    old = {"name": "efficientnet_lite0", "version": "1", "id": "efficientnet_lite0@1"}
+    new = {"name": "efficientnet_lite0", "version": "2", "id": "efficientnet_lite0@2"}
+    cat = ImageRef(trigger="storage", uri="gs://b/cat.jpg", bucket="b", object="cat.jpg", generation="7")
+    dog = ImageRef(trigger="bigquery", uri="gs://b/dog.jpg", bucket="b", object="dog.jpg")
+    t0 = datetime(2026, 1, 1)
+
+    def result(ref, model, label, score=0.6):
+        return Result(ref=ref, model=model, predictions=[Prediction(label, 1, score)]).to_record()
+
+    db.insert(result(cat, old, "tabby"), t0)
+    db.insert(result(cat, new, "tiger cat", 0.7), t0 + timedelta(minutes=1))
+    db.insert(result(dog, old, "beagle"), t0)
+    db.insert(Result(ref=dog, model=new, error=BucketeyeError("fetch_failed")).to_record(), t0)
+    db.insert(result(dog, new, "beagle"), t0 + timedelta(minutes=1))  # the retry succeeded, and agrees
+
+    rows = db.execute(_model_disagreements_sql()).fetchall()
+    assert [r[:3] + r[4:6] for r in rows] == [
+        ("gs://b/cat.jpg", "efficientnet_lite0@1", "tabby", "efficientnet_lite0@2", "tiger cat"),
+    ]
+    assert rows[0][6] == pytest.approx(0.7)

@@ -6,8 +6,9 @@ infra/check.sh creates that venv and also runs checkov.
 
 The checks tie the Terraform to the code it deploys: routes the server serves
 (functions/routes.py), settings it reads (shared/config.py SETTINGS), the app tag the
-log sink filters on (shared.APP_NAME) and the result record exported to BigQuery
-(shared/results.py).
+log sink filters on (shared.APP_NAME), the result record exported to BigQuery
+(shared/results.py) and the BigQuery remote-function handler's limits
+(functions/bigquery_trigger.py).
 """
 from __future__ import annotations
 
@@ -68,13 +69,34 @@ def app_name() -> str:
 
 
 @lru_cache(maxsize=None)
-def settings_names() -> frozenset:
-    """Keys of shared/config.py SETTINGS (the dict's keys are literals; values may call functions)."""
+def _settings_dict() -> ast.Dict:
     for node in ast.parse((REPO / "shared" / "config.py").read_text()).body:
         target = node.target if isinstance(node, ast.AnnAssign) else (node.targets[0] if isinstance(node, ast.Assign) else None)
         if isinstance(target, ast.Name) and target.id == "SETTINGS" and isinstance(node.value, ast.Dict):
-            return frozenset(ast.literal_eval(k) for k in node.value.keys)
+            return node.value
     raise AssertionError("shared/config.py defines no SETTINGS dict literal")
+
+
+@lru_cache(maxsize=None)
+def settings_names() -> frozenset:
+    """Keys of shared/config.py SETTINGS (the dict's keys are literals; values may call functions)."""
+    return frozenset(ast.literal_eval(k) for k in _settings_dict().keys)
+
+
+def setting_default(name: str) -> str:
+    """The code's default of one setting, where it is a literal (SETTINGS[name][0])."""
+    for key, value in zip(_settings_dict().keys, _settings_dict().values):
+        if ast.literal_eval(key) == name:
+            return ast.literal_eval(value)[0]
+    raise AssertionError(f"{name} is not in shared/config.py SETTINGS")
+
+
+@lru_cache(maxsize=None)
+def remote_function_handler() -> dict:
+    """functions/bigquery_trigger.py: its constants and top-level function names (read with ast)."""
+    path = REPO / "functions" / "bigquery_trigger.py"
+    functions = {n.name for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef)}
+    return dict(_module_constants(path), functions=functions)
 
 
 # ---------------------------------------------------------------- reading the Terraform
@@ -201,7 +223,7 @@ def test_tf_file_parses(path):
 def test_expected_files_exist():
     for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "terraform.tfvars.example",
                  "apis.tf", "registry.tf", "iam.tf", "storage.tf", "pubsub.tf", "run.tf",
-                 "bigquery.tf", "logging.tf", "monitoring.tf", "eventarc.tf"):
+                 "bigquery.tf", "logging.tf", "monitoring.tf", "eventarc.tf", "remote_function.tf"):
         assert (INFRA / name).is_file(), f"infra/{name} missing"
 
 
@@ -432,8 +454,12 @@ def test_allowed_buckets_is_the_uploads_bucket(cfg):
     # ...and the runtime identity can read exactly those buckets.
     grants = cfg.of_type("google_storage_bucket_iam_member")
     readers = {n: b for n, b in grants.items() if b["role"] == "roles/storage.objectViewer"}
-    assert all("google_service_account.runtime" in b["member"] for b in readers.values())
-    assert {b["bucket"] for b in readers.values()} == {"${google_storage_bucket.uploads.name}", "${each.value}"}
+    runtime = {n: b for n, b in readers.items() if b["member"] == "${google_service_account.runtime.member}"}
+    assert {b["bucket"] for b in runtime.values()} == {"${google_storage_bucket.uploads.name}", "${each.value}"}
+    # The only other reader is the SQL connection, for the object table over the uploads
+    # bucket (test_sql_connection_may_only_invoke_and_list_uploads).
+    others = {n: b for n, b in readers.items() if n not in runtime}
+    assert all(b["member"] == sql_connection_member(cfg) for b in others.values()), others
 
 
 def test_model_cache_dir_matches_dockerfile(cfg):
@@ -683,6 +709,184 @@ def test_outputs(cfg):
     for name in ("service_url", "uploads_bucket", "topics", "dataset", "example_queries"):
         assert name in cfg.outputs, f"output {name} missing"
         assert cfg.outputs[name].get("description")
+
+
+# ---------------------------------------------------------------- classify from SQL (remote_function.tf)
+
+REMOTE_FUNCTIONS = {"classify": [("uri", "STRING")], "classify_top_k": [("uri", "STRING"), ("top_k", "INT64")]}
+FEATURE_COUNT = "${local.use_remote_function ? 1 : 0}"
+
+
+def sql_connection_member(cfg) -> str:
+    """The IAM member of the Cloud resource connection's service account."""
+    name, _ = cfg.one("google_bigquery_connection")
+    return f"serviceAccount:${{google_bigquery_connection.{name}[0].cloud_resource[0].service_account_id}}"
+
+
+def _type_kind(data_type: str) -> str:
+    """typeKind of a routine's data_type / return_type, written as jsonencode({typeKind = "X"})."""
+    match = re.fullmatch(r'\$\{jsonencode\(\{\s*typeKind\s*=\s*"(\w+)"\s*\}\)\}', data_type)
+    assert match, f"write types as jsonencode({{ typeKind = \"...\" }}), not {data_type!r}"
+    return match.group(1)
+
+
+def _local_or_value(cfg, value):
+    """A value written as ${local.x} replaced by the local's definition."""
+    match = re.fullmatch(r"\$\{local\.(\w+)\}", value) if isinstance(value, str) else None
+    return cfg.locals[match.group(1)] if match else value
+
+
+def _sql_connection_grants(cfg) -> list[tuple[str, str, dict]]:
+    return [
+        (rtype, name, body) for rtype, names in cfg.resources.items() if "_iam_" in rtype
+        for name, body in names.items() if "google_bigquery_connection" in str(body.get("member", ""))
+    ]
+
+
+def test_remote_function_is_optional(cfg):
+    assert cfg.variables["enable_remote_function"]["type"] == "bool"
+    assert cfg.default("enable_remote_function") is True
+    assert cfg.locals["use_remote_function"] == "${var.enable_remote_function}"
+    feature = [("google_bigquery_connection", n) for n in cfg.of_type("google_bigquery_connection")]
+    feature += [("google_bigquery_routine", n) for n in cfg.of_type("google_bigquery_routine")]
+    feature += [("google_bigquery_table", "uploads_objects")]
+    feature += [(t, n) for t, n, _ in _sql_connection_grants(cfg)]
+    for rtype, name in feature:
+        assert cfg.resources[rtype][name].get("count") == FEATURE_COUNT, f"{rtype}.{name} must exist only with enable_remote_function"
+    assert cfg.where[("google_bigquery_table", "uploads_objects")] == "remote_function.tf"
+
+
+def test_sql_connection_is_a_cloud_resource_connection_in_the_dataset_location(cfg):
+    _, connection = cfg.one("google_bigquery_connection")
+    assert first(connection["cloud_resource"]) == {}
+    _, dataset = cfg.one("google_bigquery_dataset")
+    assert connection["location"] == dataset["location"] == "${local.bigquery_location}"
+    assert '"bigqueryconnection.googleapis.com"' in cfg.locals["apis"], "enable the BigQuery Connection API"
+
+
+def test_sql_connection_may_only_invoke_and_list_uploads(cfg):
+    """Its account may call the service and read the uploads bucket's objects: nothing else."""
+    grants = _sql_connection_grants(cfg)
+    assert sorted((t, b["role"]) for t, _, b in grants) == [
+        ("google_cloud_run_v2_service_iam_member", "roles/run.invoker"),
+        ("google_storage_bucket_iam_member", "roles/storage.objectViewer"),
+    ], f"the SQL connection's grants: {[(t, n) for t, n, _ in grants]}"
+    for rtype, name, grant in grants:
+        assert grant["member"] == sql_connection_member(cfg), f"{rtype}.{name}"
+        if rtype == "google_cloud_run_v2_service_iam_member":
+            assert grant["name"] == "${google_cloud_run_v2_service.service.name}"
+            assert grant["location"] == "${google_cloud_run_v2_service.service.location}"
+        else:
+            assert grant["bucket"] == "${google_storage_bucket.uploads.name}", "the uploads bucket only"
+
+
+def test_run_invokers_are_the_push_account_the_listed_callers_and_the_sql_connection(cfg):
+    invokers = cfg.of_type("google_cloud_run_v2_service_iam_member")
+    assert all(b["role"] == "roles/run.invoker" for b in invokers.values())
+    assert all(b["name"] == "${google_cloud_run_v2_service.service.name}" for b in invokers.values())
+    members = sorted(b["member"] for b in invokers.values())
+    assert members == sorted(["${google_service_account.invoker.member}", "${each.value}", sql_connection_member(cfg)])
+    listed = next(b for b in invokers.values() if b["member"] == "${each.value}")
+    assert listed["for_each"] == "${toset(var.invoker_members)}"
+    # Nowhere else: no project-wide invoker role, no Cloud Run v1 IAM.
+    for rtype, names in cfg.resources.items():
+        if rtype.startswith(("google_project_iam", "google_folder_iam", "google_organization_iam")):
+            assert all(b.get("role") != "roles/run.invoker" for b in names.values()), f"{rtype} grants run.invoker"
+        assert not rtype.startswith("google_cloud_run_service_iam"), f"{rtype}: grant on the v2 service"
+
+
+def test_remote_functions_call_the_served_http_route(cfg):
+    routines = cfg.of_type("google_bigquery_routine")
+    assert set(routines) == set(REMOTE_FUNCTIONS)
+    connection_name, _ = cfg.one("google_bigquery_connection")
+    for name, routine in routines.items():
+        assert routine["routine_id"] == name
+        assert routine["dataset_id"] == "${google_bigquery_dataset.results.dataset_id}"
+        assert routine["routine_type"] == "SCALAR_FUNCTION"
+        assert routine["definition_body"] == "" and not routine.get("language"), "a remote function has no body or language"
+        assert [(a["name"], _type_kind(a["data_type"])) for a in routine["arguments"]] == REMOTE_FUNCTIONS[name]
+        assert _type_kind(routine["return_type"]) == "JSON"
+
+        options = first(routine["remote_function_options"])
+        endpoint = _local_or_value(cfg, options["endpoint"])
+        service_uri = "${google_cloud_run_v2_service.service.uri}"
+        assert endpoint.startswith(service_uri), f"{name} must call the service"
+        assert endpoint[len(service_uri):] == routes()["HTTP_ROUTE"], f"{name} calls {endpoint!r}, not the HTTP route"
+        assert options["connection"] == f"${{google_bigquery_connection.{connection_name}[0].name}}"
+        assert options["max_batching_rows"] == "${tostring(var.remote_function_max_batching_rows)}"
+        assert _local_or_value(cfg, options["user_defined_context"]) == {"top_k": "${tostring(var.top_k)}"}
+        assert "google_cloud_run_v2_service_iam_member" in str(routine.get("depends_on")), f"{name}: create after the invoker grant"
+
+    # The route's handler speaks the protocol, and accepts the default top_k sent in the context.
+    handler = remote_function_handler()
+    assert {"is_remote_call", "handle"} <= handler["functions"]
+    assert 1 <= cfg.default("top_k") <= handler["MAX_TOP_K"]
+
+
+def test_max_batching_rows_fits_the_service_queue(cfg):
+    """The handler refuses a request with more calls than BATCH_QUEUE_SIZE (which fails the query)."""
+    rows = cfg.default("remote_function_max_batching_rows")
+    assert 1 <= rows <= int(setting_default("BATCH_QUEUE_SIZE")), "the default must fit the code's default queue"
+    assert rows <= cfg.default("batch_queue_size")
+    assert cfg.locals["service_env_fixed"]["BATCH_QUEUE_SIZE"] == "${tostring(var.batch_queue_size)}"
+    validation = first(cfg.variables["remote_function_max_batching_rows"]["validation"])["condition"]
+    assert "var.remote_function_max_batching_rows >= 1" in validation, "0 lets BigQuery pick any batch size"
+    # ...and a plan with a larger value is refused.
+    _, connection = cfg.one("google_bigquery_connection")
+    preconditions = first(connection["lifecycle"])["precondition"]
+    assert any(
+        p["condition"] == "${var.remote_function_max_batching_rows <= var.batch_queue_size}" for p in preconditions
+    ), "a precondition must tie remote_function_max_batching_rows to batch_queue_size"
+    top_k = next(p["condition"] for p in preconditions if "var.top_k" in p["condition"])
+    assert f"var.top_k <= {remote_function_handler()['MAX_TOP_K']}" in top_k
+
+
+def test_object_table_lists_the_uploads_bucket(cfg):
+    table = cfg.of_type("google_bigquery_table")["uploads_objects"]
+    assert table["table_id"] == "uploads_objects"
+    assert table["dataset_id"] == "${google_bigquery_dataset.results.dataset_id}"
+    assert "schema" not in table, "an object table's schema is fixed by BigQuery"
+    external = first(table["external_data_configuration"])
+    assert external["object_metadata"] == "SIMPLE"
+    assert "source_format" not in external
+    assert external["autodetect"] is False
+    assert external["source_uris"] == ["gs://${google_storage_bucket.uploads.name}/*"]
+    connection_name, _ = cfg.one("google_bigquery_connection")
+    assert external["connection_id"] == f"${{google_bigquery_connection.{connection_name}[0].name}}"
+    assert external["metadata_cache_mode"] == "AUTOMATIC"
+    staleness = _local_or_value(cfg, table["max_staleness"])
+    assert "var.object_table_max_staleness_minutes" in staleness, "metadata caching needs max_staleness"
+    assert "google_storage_bucket_iam_member" in str(table.get("depends_on"))
+    # The service may read every object the table lists (ALLOWED_BUCKETS).
+    assert "google_storage_bucket.uploads.name" in cfg.locals["allowed_buckets"]
+
+
+def test_remote_function_outputs(cfg):
+    for name in ("remote_function", "remote_function_queries"):
+        assert cfg.outputs[name].get("description"), f"output {name} missing"
+    names = cfg.outputs["remote_function"]["value"]
+    for key in ("classify", "classify_top_k", "object_table", "connection", "service_account"):
+        assert f"{key} =" in names, f"output remote_function lacks {key}"
+    queries = cfg.outputs["remote_function_queries"]["value"]
+    for key in ("classify_table", "top_labels", "unnest_labels", "classify_unclassified", "model_disagreements"):
+        assert f"{key} =" in queries, f"output remote_function_queries lacks {key}"
+    for needle in ("local.sql_classify", "local.sql_classify_top_k", "local.sql_object_table", "local.sql_results",
+                   "JSON_QUERY_ARRAY(labels, '$.labels')", "JSON_VALUE(labels, '$.top_label')"):
+        assert needle in queries, f"the example queries should use {needle}"
+
+
+def test_sql_templates_get_their_variables():
+    """Every templatefile() of infra/sql passes each variable its SQL uses."""
+    calls = 0
+    for path in TF_FILES:
+        for _, value in walk_strings(parsed(path)):
+            for match in re.finditer(r'templatefile\("\$\{path\.module\}/sql/(\w+\.sql)", \{(.*?)\}\)', value, re.S):
+                calls += 1
+                sql_file, args = match.group(1), match.group(2)
+                provided = set(re.findall(r"(\w+)\s*=", args))
+                used = set(re.findall(r"\$\{(\w+)\}", (INFRA / "sql" / sql_file).read_text()))
+                assert used <= provided, f"{path.name}: {sql_file} uses {sorted(used - provided)}, not passed"
+    assert calls >= 3
 
 
 # ---------------------------------------------------------------- schema file vs the result record
