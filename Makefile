@@ -18,6 +18,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 model: install
 	$(PY) main.py model
 
+## The main job, locally: photos into a local bucket, classified, logged, sunk into DuckDB, queried in SQL.
+demo: model
+	$(PY) main.py demo
+
 ## Headless Chromium for the upload-page test (Debian's package; needs root or sudo).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \

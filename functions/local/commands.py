@@ -1,11 +1,265 @@
-"""Local-stack commands for `python main.py` (up, upload, publish, query, results, ...)."""
+"""Local-stack commands for `python main.py` (up, down, demo, upload, publish, query,
+results, replay-dead-letters). Problems the user can fix end as one clear line on
+stderr and an exit code (1 failed, 2 usage), never a traceback."""
 from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import signal
+import time
+
+from functions.local.errors import EXIT_USAGE, LocalError
+
+RESULTS_SQL = """SELECT timestamp, COALESCE(uri, key, trigger || ' ' || event_id) AS source, status, top_label,
+       ROUND(top_score, 3) AS score, ROUND(total_ms, 1) AS total_ms, error_code
+FROM results
+ORDER BY timestamp DESC
+LIMIT {limit}"""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be a port number, 1-65535")
+    return value
+
+
+def _bucket_name(text: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a bucket name: 3-63 lowercase letters, digits, "
+                                         "dots, dashes or underscores")
+    return text
 
 
 def add_commands(sub) -> None:
     """Register this module's subcommands on the main parser's subparsers."""
+    from functions.local.defaults import DEFAULT_BUCKET, DEFAULT_GCS_PORT, DEFAULT_PORT
+    state = argparse.ArgumentParser(add_help=False)
+    state.add_argument("--state-dir", default=None, metavar="DIR",
+                       help="where the local stack keeps everything (default: $BUCKETEYE_STATE_DIR or .state/)")
+    stack = argparse.ArgumentParser(add_help=False)
+    stack.add_argument("--port", type=_port, default=None, help=f"functions server port (default {DEFAULT_PORT})")
+    stack.add_argument("--gcs-port", type=_port, default=None, help=f"GCS emulator port (default {DEFAULT_GCS_PORT})")
+    stack.add_argument("--bucket", dest="buckets", action="append", default=[], metavar="NAME", type=_bucket_name,
+                       help=f"another bucket to create and watch (always: {DEFAULT_BUCKET}); repeatable")
+
+    sub.add_parser("up", parents=[state, stack], help="run the local stack (GCS emulator, server, event bridge, "
+                   "sink into DuckDB) until Ctrl-C")
+    sub.add_parser("down", parents=[state], help="stop the local stack started by `up` on this state directory")
+    demo = sub.add_parser("demo", parents=[state, stack], help="the product end to end: upload photos, classify, "
+                          "query the results in SQL")
+    demo.add_argument("--keep-running", action="store_true", help="leave the stack running afterwards (Ctrl-C stops)")
+
+    upload = sub.add_parser("upload", parents=[state], help="upload image files to the local stack's bucket")
+    upload.add_argument("paths", nargs="+", metavar="PATH", help="image file or directory")
+    upload.add_argument("--bucket", default=DEFAULT_BUCKET, type=_bucket_name, help=f"default {DEFAULT_BUCKET}")
+    upload.add_argument("--prefix", default="", help="object name prefix, e.g. photos/")
+    upload.add_argument("--wait", action="store_true", help="wait for each upload's row and show the results")
+
+    publish = sub.add_parser("publish", parents=[state], help="publish a Pub/Sub message (gs:// URIs or an inline "
+                             "image) for the local stack; delivered when the stack runs")
+    publish.add_argument("uris", nargs="*", metavar="gs://BUCKET/OBJECT", help="images to classify (one message)")
+    publish.add_argument("--image", action="append", default=[], metavar="PATH",
+                         help="an image file sent inline (base64) in its own message; repeatable")
+
+    query = sub.add_parser("query", parents=[state], help="run SQL on the local results (DuckDB; BigQuery's table "
+                           "and view names)")
+    query.add_argument("sql", help='e.g. "SELECT top_label, COUNT(*) FROM results GROUP BY 1"')
+
+    results = sub.add_parser("results", parents=[state], help="the latest rows of the results view")
+    results.add_argument("--limit", type=_positive_int, default=20)
+
+    sub.add_parser("replay-dead-letters", parents=[state], help="send the dead-lettered deliveries again")
 
 
 def run(args) -> int:
     """Run a subcommand registered by add_commands; 2 (usage) for anything unknown."""
-    return 2
+    handler = COMMANDS.get(args.command)
+    if handler is None:
+        return EXIT_USAGE
+    from rich.markup import escape
+
+    from functions.local.ui import errors
+    try:
+        return handler(args)
+    except LocalError as exc:
+        errors.print("[red]bucketeye:[/] " + escape(exc.message), soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _state(args):
+    from functions.local.statedir import resolve
+    return resolve(args.state_dir)
+
+
+def _config(args, *, any_free_port: bool = False):
+    """The stack's settings from the flags. any_free_port: a default port that is taken is
+    swapped for a free one (the demo needs no fixed address; `up` does, and says so)."""
+    from functions.local.defaults import DEFAULT_BUCKET, DEFAULT_GCS_PORT, DEFAULT_PORT
+    from functions.local.emulator import free_port
+    from functions.local.stack import StackConfig, port_is_free
+    ports = []
+    for given, default in ((args.port, DEFAULT_PORT), (args.gcs_port, DEFAULT_GCS_PORT)):
+        port = default if given is None else given
+        if given is None and any_free_port and not port_is_free(port):
+            port = free_port()
+        ports.append(port)
+    buckets = tuple(dict.fromkeys([DEFAULT_BUCKET, *args.buckets]))
+    return StackConfig(state=_state(args).ensure(), port=ports[0], gcs_port=ports[1], buckets=buckets)
+
+
+def _log_to_file(state) -> None:
+    """The stack's own diagnostics go to logs/stack.log; warnings also to the terminal."""
+    handler = logging.FileHandler(state.logs / "stack.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("bucketeye.local")
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    console = logging.StreamHandler()
+    console.setLevel(logging.WARNING)
+    console.setFormatter(logging.Formatter("bucketeye: %(message)s"))
+    root.addHandler(console)
+    root.propagate = False
+
+
+def cmd_up(args) -> int:
+    from functions.local import lifecycle, ui
+    from functions.local.stack import Stack
+    config = _config(args)
+    _log_to_file(config.state)
+
+    # Each row as it lands; dead letters and other trouble come through the log (stderr).
+    stack = Stack(config, on_rows=lambda rows: [ui.console.print(ui.result_line(r)) for r in rows])
+    with lifecycle.sigterm_interrupts():
+        try:
+            lifecycle.start(stack)
+            ui.console.print(ui.stack_card(stack.info, config.state.root))
+            lifecycle.wait_until_stopped(stack)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            lifecycle.stop(stack)
+    ui.console.print("local stack stopped")
+    return 0
+
+
+def cmd_down(args) -> int:
+    from functions.local.ui import console
+    state = _state(args)
+    info = state.running_stack()
+    if info is None:
+        console.print(f"no local stack is running on {state.root}", markup=False)
+        return 0
+    if not info.get("pid"):
+        raise LocalError(f"a local stack holds {state.lock_path} but has not written its pid yet; try again")
+    os.kill(int(info["pid"]), signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    with console.status("stopping the local stack"):
+        while state.running_stack() is not None:
+            if time.monotonic() > deadline:
+                raise LocalError(f"the local stack (pid {info['pid']}) did not stop within 60 s")
+            time.sleep(0.2)
+    console.print("local stack stopped")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from functions.local import demo
+    config = _config(args, any_free_port=True)
+    _log_to_file(config.state)
+    return demo.run(config.state, config, keep_running=args.keep_running)
+
+
+def cmd_upload(args) -> int:
+    from functions.local import client
+    from functions.local.ui import console, progress, table
+    from functions.local.warehouse import Warehouse
+    state = _state(args)
+    pairs = client.object_names(args.paths, args.prefix)
+    info = client.running(state)
+    client.check_bucket(info, args.bucket)
+    with progress() as bar:
+        task = bar.add_task(f"uploading to gs://{args.bucket}", total=len(pairs))
+        uploaded = client.upload(info, pairs, args.bucket, advance=lambda _: bar.advance(task))
+    if not args.wait:
+        for item in uploaded:
+            console.print(f"{item.path} → {item.uri} (generation {item.generation})", markup=False)
+        console.print("the results appear in a moment: python main.py results (or upload --wait)")
+        return 0
+    rows = client.wait_for_rows(Warehouse(state.warehouse), uploaded, state=state)
+    console.print(table(["object", "top_label", "score", "total_ms", "error_code"], [row[2:] for row in rows],
+                        title=f"gs://{args.bucket}"))
+    return 1 if any(row[6] for row in rows) else 0
+
+
+def cmd_publish(args) -> int:
+    from functions.local import client
+    from functions.local.ui import console
+    if not args.uris and not args.image:
+        raise LocalError("publish what? give gs:// URIs or --image PATH", EXIT_USAGE)
+    state = _state(args)
+    queued = []
+    if args.uris:
+        queued.append((" ".join(args.uris), client.publish_uris(state, args.uris)))
+    for path in args.image:
+        queued.append((path, client.publish_image(state, path)))
+    running = state.running_stack() is not None
+    for what, delivery_id in queued:
+        console.print(f"queued message {delivery_id}: {what}", markup=False)
+    console.print("the running stack delivers it now: python main.py results" if running
+                  else "the stack is not running: the message is delivered when it starts (python main.py up)")
+    return 0
+
+
+def _print_query(sql: str, state, title: str | None = None) -> int:
+    import duckdb
+
+    from functions.local.ui import console, table
+    from functions.local.warehouse import Warehouse
+    try:
+        columns, rows = Warehouse(state.warehouse).query(sql)
+    except duckdb.Error as exc:
+        raise LocalError(f"SQL error: {exc}", EXIT_USAGE) from None
+    console.print(table(columns, rows, title=title))
+    console.print(f"{len(rows)} row{'s' if len(rows) != 1 else ''}", style="dim")
+    return 0
+
+
+def cmd_query(args) -> int:
+    return _print_query(args.sql, _state(args))
+
+
+def cmd_results(args) -> int:
+    return _print_query(RESULTS_SQL.format(limit=args.limit), _state(args), title="latest results")
+
+
+def cmd_replay(args) -> int:
+    from functions.local.dead_letters import DeadLetters
+    from functions.local.delivery_state import DeliveryState
+    from functions.local.ui import console
+    state = _state(args)
+    outcomes = DeadLetters(state.dead_letters).replay(DeliveryState(state.ensure().bridge_db))
+    if not outcomes:
+        console.print("no dead letters")
+        return 0
+    for record, outcome in outcomes:
+        console.print(f"{outcome}: {record['description']} (was: {record['cause']})", markup=False)
+    running = state.running_stack() is not None
+    console.print(f"{len(outcomes)} dead letter(s) replayed; "
+                  + ("the running stack sends them now" if running else "sent when the stack starts (python main.py up)"))
+    return 0
+
+
+COMMANDS = {"up": cmd_up, "down": cmd_down, "demo": cmd_demo, "upload": cmd_upload, "publish": cmd_publish,
+            "query": cmd_query, "results": cmd_results, "replay-dead-letters": cmd_replay}

@@ -32,11 +32,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 class GcsEmulator:
     """Start with start(), stop with stop(); `url` is the STORAGE_EMULATOR_HOST value."""
 
-    def __init__(self, root: Path, *, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None):
+    def __init__(self, root: Path, *, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None,
+                 new_session: bool = False):
         self.root = Path(root)
         self.host = host
         self.port = port or free_port(host)
         self.log_path = log_path
+        self.new_session = new_session  # True: a Ctrl-C in the terminal does not reach it (its owner stops it)
         self._process: subprocess.Popen | None = None
 
     @property
@@ -50,7 +52,9 @@ class GcsEmulator:
             [str(binary_path()), "-scheme", "http", "-backend", "filesystem",
              "-filesystem-root", str(self.root.resolve()), "-host", self.host, "-port", str(self.port),
              "-external-url", self.url, "-log-level", "warn"],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=self.new_session)
+        if self.log_path:
+            log.close()  # the child has its own copy
         self._wait_ready(timeout)
         return self
 
@@ -67,6 +71,9 @@ class GcsEmulator:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"fake-gcs-server did not answer on {self.url} within {timeout:.0f}s")
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
 
     def stop(self) -> None:
         if self._process is None:

@@ -1,0 +1,5 @@
+"""The local stack's fixed defaults (kept apart so building the CLI parser stays cheap)."""
+HOST = "127.0.0.1"  # loopback only
+DEFAULT_PORT = 8080  # functions server
+DEFAULT_GCS_PORT = 4443  # GCS emulator
+DEFAULT_BUCKET = "local-bucketeye-uploads"  # the cloud's bucket is PROJECT-bucketeye-uploads

@@ -1,0 +1,74 @@
+"""What the local commands print: tables of rows, one line per result, the stack's card."""
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+# Piped or captured output is not cut to 80 columns: SQL and tables stay whole and copyable.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+errors = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120)
+
+
+def progress() -> Progress:
+    return Progress(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console)
+
+
+def cell(value) -> Text:
+    if value is None:
+        return Text("NULL", style="dim")
+    if isinstance(value, float):
+        return Text(f"{value:.6g}")
+    if isinstance(value, datetime):
+        return Text(value.isoformat(sep=" ", timespec="milliseconds"))
+    if isinstance(value, (dict, list)):
+        text = json.dumps(value, default=str)
+        return Text(text if len(text) <= 120 else text[:117] + "...")
+    return Text(str(value))
+
+
+def table(columns: list[str], rows: list[tuple], *, title: str | None = None) -> Table:
+    view = Table(title=title, title_justify="left", header_style="bold")
+    for name in columns:
+        view.add_column(name, overflow="fold")
+    for row in rows:
+        view.add_row(*(cell(v) for v in row))
+    return view
+
+
+def result_line(entry: dict) -> Text:
+    """One landed row, as `up` shows it: where the image came from and what it is."""
+    payload = entry.get("jsonPayload", {})
+    source = payload.get("source") or {}
+    name = source.get("uri") or source.get("key") or f"{source.get('trigger')} {source.get('event_id') or ''}".strip()
+    line = Text(entry.get("timestamp", "")[11:19] + "  ", style="dim")
+    if payload.get("status") == "ok":
+        total = (payload.get("timings_ms") or {}).get("total")
+        line.append("✓ ", style="green").append(f"{name} → ").append(str(payload.get("top_label")), style="bold")
+        line.append(f" {payload.get('top_score', 0):.3f}" + (f"  ({total:.0f} ms)" if total is not None else ""))
+    else:
+        error = payload.get("error") or {}
+        line.append("✗ ", style="red").append(f"{name}: {error.get('code')}: {error.get('message')}")
+    return line
+
+
+def stack_card(info: dict, state_root) -> Panel:
+    buckets = ", ".join(f"gs://{b}" for b in info["buckets"])
+    body = Text(f"functions server   {info['server_url']}   (upload page: {info['server_url']}/)\n"
+            f"GCS emulator       {info['gcs_url']}   buckets: {buckets}\n"
+            f"warehouse          {info['warehouse']}\n"
+            f"state              {state_root}\n\n"
+            "try, in another terminal:\n"
+            "  python main.py upload photo.jpg\n"
+            "  python main.py publish --image photo.jpg\n"
+            "  python main.py results\n"
+            "  python main.py query \"SELECT jsonPayload.top_label AS label, COUNT(*) AS n "
+            "FROM run_googleapis_com_stdout GROUP BY label ORDER BY n DESC\"")
+    return Panel(body, title="bucketeye local stack", subtitle="Ctrl-C stops it", expand=False)
