@@ -94,7 +94,7 @@ def process(refs: list[ImageRef], *, event_time: datetime | None, trace: str | N
     cache = recent()
     fresh, duplicates = [], []
     for ref in todo:
-        (duplicates if cache.seen(make_result_id(ref, engine.model.id)) else fresh).append(ref)
+        (duplicates if cache.seen(delivery_id(ref, engine.model.id)) else fresh).append(ref)
     results = engine.classify(fresh) if fresh else []
     summaries = []
     for ref, result in zip(fresh, results):
@@ -102,13 +102,24 @@ def process(refs: list[ImageRef], *, event_time: datetime | None, trace: str | N
         if result.ok or not result.error.retryable:
             # Remember the id as delivered too: a URI named without a generation gets its
             # generation only when read, and its redelivery is looked up before reading.
-            cache.remember(make_result_id(ref, engine.model.id))
+            cache.remember(delivery_id(ref, engine.model.id))
             cache.remember(result.result_id)
         summaries.append(_summary(record))
     errors = [r.error for r in results if not r.ok]
     status = _status_for(errors)
     return Outcome(status, {"results": summaries, "skipped": skipped,
-                            "duplicates": [make_result_id(r, engine.model.id) for r in duplicates]})
+                            "duplicates": [delivery_id(r, engine.model.id) for r in duplicates]})
+
+
+def delivery_id(ref: ImageRef, model_id: str) -> str:
+    """How a delivery is recognised before anything is read. An event naming the object
+    version: its result_id. A URI without a generation may name any version, so it is
+    recognised by the message that named it: a redelivery repeats the message id, while a
+    new message about an overwritten object is new work (its result_id differs anyway)."""
+    if ref.bucket and ref.object and not ref.generation and ref.event_id:
+        key = f"delivery|{ref.event_id}|gs://{ref.bucket}/{ref.object}|{model_id}"
+        return hashlib.sha256(key.encode()).hexdigest()[:32]
+    return make_result_id(ref, model_id)
 
 
 def _status_for(errors: list[BucketeyeError]) -> int:

@@ -7,6 +7,9 @@ Errors are {"error": {"code", "message"}} with a 4xx (5xx/429 when a retry can h
 """
 from __future__ import annotations
 
+import json
+
+from flask import Response
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from functions import runtime
@@ -33,11 +36,16 @@ def error_response(error: BucketeyeError):
 def handle(request):
     """POST /: classify what the body holds."""
     settings = runtime.settings()
-    if request.content_length is not None and request.content_length > settings.max_request_bytes:
-        return error_response(BucketeyeError("too_large", f"the request is {request.content_length} bytes; "
-                                             f"the limit is {settings.max_request_bytes}"))
-    request.max_content_length = settings.max_request_bytes  # also bounds chunked bodies while reading
+    limit = settings.max_request_bytes
+    if request.content_length is not None and request.content_length > limit:
+        return _unread(error_response(BucketeyeError("too_large", f"the request is {request.content_length} bytes; "
+                                                     f"the limit is {limit}")))
+    # Werkzeug silently cuts a chunked body at max_content_length: read one byte more than
+    # the limit, so a body over it shows by its length instead of passing on truncated.
+    request.max_content_length = limit + 1
     try:
+        if request.content_length is None and len(request.get_data()) > limit:
+            raise BucketeyeError("too_large", f"the request is over {limit} bytes")
         top_k = _top_k(request.args.get("top_k"))
         refs, single = _refs(request, settings.max_instances)
         engine = runtime.engine()
@@ -54,6 +62,13 @@ def handle(request):
     if single and not results[0].ok:
         return error_response(results[0].error)
     return {"predictions": [_prediction(record) for record in records]}, 200, {}
+
+
+def _unread(answer):
+    """functions-framework reads the whole request body after every response that is not
+    streamed (its read_request hook): stream this one, so the oversize body is never read."""
+    body, status, headers = answer
+    return Response(iter([json.dumps(body).encode()]), status=status, headers=headers, mimetype="application/json")
 
 
 def _top_k(raw: str | None) -> int | None:

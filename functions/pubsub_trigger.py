@@ -55,13 +55,13 @@ def parse_envelope(body) -> Message:
 
 
 def decode_b64(text: str, what: str) -> bytes:
+    # Standard or URL-safe alphabet, line-wrapped or unpadded; anything else is refused,
+    # never decoded leniently into garbage bytes (that would be misreported as a bad image).
+    compact = "".join(line.strip() for line in text.splitlines())
     try:
-        return base64.b64decode(text, validate=True)
+        return base64.b64decode(compact + "=" * (-len(compact) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
-        try:  # some publishers use the URL-safe alphabet
-            return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        except (binascii.Error, ValueError):
-            raise BucketeyeError("bad_message", f"{what} is not valid base64") from None
+        raise BucketeyeError("bad_message", f"{what} is not valid base64") from None
 
 
 def parse_time(value) -> datetime | None:

@@ -48,11 +48,27 @@ def _reset_and_load() -> None:
     global _lock, _ready
     _lock, _ready = threading.Lock(), threading.Event()
     _state.update(engine=None, error=None, thread=None)
+    _write_log_diagnostic()
     start_loading()
+
+
+def _write_log_diagnostic() -> None:
+    """The logging library writes a diagnostic entry just before its first record; written
+    inside a request, that entry carries the request's URL, query string and all (a push
+    endpoint's ?token=, a signed URL). Write it now, outside any request."""
+    import google.cloud.logging_v2 as logging_v2
+    from shared.result_log import result_logger
+    if getattr(logging_v2, "_instrumentation_emitted", True):
+        return
+    for handler in result_logger().handlers:
+        if hasattr(handler, "emit_instrumentation_info"):
+            handler.emit_instrumentation_info()
+            return
 
 
 def _load() -> None:
     from shared.engine import Engine
+    _write_log_diagnostic()  # servers that do not fork start loading here, still outside a request
     try:
         engine = Engine(settings())
         _state["engine"] = engine
