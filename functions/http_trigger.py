@@ -3,6 +3,7 @@
 Accepted bodies: raw image bytes; multipart/form-data with one or many files; JSON
 {"instances": [{"image": {"b64": …}, "key": …}]} (CloudML/Vertex), {"instances":
 [{"b64": …}]} (TF Serving) and {"instances": [{"uri": "gs://…"}]}. `?top_k=N`.
+BigQuery remote-function calls ({"requestId", "calls": …}) are handed to bigquery_trigger.
 Errors are {"error": {"code", "message"}} with a 4xx (5xx/429 when a retry can help).
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 from flask import Response
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from functions import runtime
+from functions import bigquery_trigger, runtime
 from functions.pubsub_trigger import decode_b64
 from shared.errors import BucketeyeError
 from shared.refs import ImageRef
@@ -46,6 +47,9 @@ def handle(request):
     try:
         if request.content_length is None and len(request.get_data()) > limit:
             raise BucketeyeError("too_large", f"the request is over {limit} bytes")
+        if request.mimetype in JSON_TYPES and bigquery_trigger.is_remote_call(request.get_json(silent=True)):
+            answer, status = bigquery_trigger.handle(request.get_json(silent=True))
+            return answer, status, ({"Retry-After": "1"} if status in (429, 503) else {})
         top_k = _top_k(request.args.get("top_k"))
         refs, single = _refs(request, settings.max_instances)
         engine = runtime.engine()

@@ -228,12 +228,23 @@ def _print_query(sql: str, state, title: str | None = None) -> int:
     from functions.local.ui import console, table
     from functions.local.warehouse import Warehouse
     try:
-        columns, rows = Warehouse(state.warehouse).query(sql)
+        columns, rows = Warehouse(state.warehouse).query(sql, prepare=_sql_functions(sql, state))
     except duckdb.Error as exc:
         raise LocalError(f"SQL error: {exc}", EXIT_USAGE) from None
     console.print(table(columns, rows, title=title))
     console.print(f"{len(rows)} row{'s' if len(rows) != 1 else ''}", style="dim")
     return 0
+
+
+def _sql_functions(sql: str, state):
+    """classify(uri) and uploads_objects, when the SQL uses them: they need the running stack."""
+    import re
+    if not re.search(r"\b(classify|classify_top_k)\s*\(|\buploads_objects\b", sql, re.IGNORECASE):
+        return None
+    from functions.local import client, gcs, sql_functions
+    info = client.running(state)
+    return lambda con: sql_functions.install(con, server_url=info["server_url"], gcs_client=gcs.client(info["gcs_url"]),
+                                             buckets=info["buckets"])
 
 
 def cmd_query(args) -> int:

@@ -237,9 +237,12 @@ class Warehouse:
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {_FALLBACK_VIEWS[name]}")
 
     # -- reading --------------------------------------------------------------------------
-    def query(self, sql: str, params=None, *, timeout_s: float = 15.0) -> tuple[list[str], list[tuple]]:
-        """Run one read-only statement (BigQuery spellings accepted); (column names, rows)."""
+    def query(self, sql: str, params=None, *, timeout_s: float = 15.0, prepare=None) -> tuple[list[str], list[tuple]]:
+        """Run one read-only statement (BigQuery spellings accepted); (column names, rows).
+        `prepare(con)` may add temporary tables and functions first."""
         with self.connect(read_only=True, timeout_s=timeout_s) as con:
+            if prepare is not None:
+                prepare(con)
             cursor = con.execute(bq_sql.to_duckdb(sql), params)
             if cursor.description is None:
                 return [], []
