@@ -21,10 +21,12 @@ _STOP = object()
 
 class Batcher:
     def __init__(self, run_batch: Callable[[np.ndarray], dict[str, np.ndarray]], *,
-                 max_size: int, max_delay_s: float, queue_size: int):
+                 max_size: int, max_delay_s: float, queue_size: int, wait_for_more: bool = True):
         self._run_batch = run_batch
         self._max_size = max(1, max_size)
-        self._max_delay_s = max(0.0, max_delay_s)
+        # A runtime that runs one image per call gains nothing from a fuller batch: waiting
+        # would only add latency, so it takes just what is already queued.
+        self._max_delay_s = max(0.0, max_delay_s) if wait_for_more else 0.0
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
         self._thread = threading.Thread(target=self._loop, name="bucketeye-batcher", daemon=True)
         self._thread.start()

@@ -35,7 +35,8 @@ class Engine:
         self.model = model or load_model(settings)
         self.batcher = Batcher(self.model.runtime.run, max_size=settings.batch_max_size,
                                max_delay_s=settings.batch_max_delay_ms / 1000.0,
-                               queue_size=settings.batch_queue_size)
+                               queue_size=settings.batch_queue_size,
+                               wait_for_more=self.model.runtime.batchable)
         workers = settings.decode_workers or os.cpu_count() or 1
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bucketeye-decode")
         spec = self.model.spec
@@ -97,7 +98,7 @@ class Engine:
         elif ref.bucket and ref.object:
             if not self.settings.bucket_allowed(ref.bucket):
                 raise BucketeyeError("forbidden_source", f"bucket {ref.bucket!r} is not on the allow-list (ALLOWED_BUCKETS)")
-            obj = fetch_object(ref.bucket, ref.object, generation=ref.generation,
+            obj = fetch_object(ref.bucket, ref.object, generation=ref.generation, known_size=ref.size_bytes,
                                max_bytes=self.settings.max_image_bytes, timeout=self.settings.fetch_timeout_s)
             result.content_md5 = obj.md5_hash
             # What the store says completes the ref: a URI named without a generation gets the

@@ -178,3 +178,22 @@ def test_close_stops_the_thread(make_batcher):
     batcher.submit(item(1)).result(timeout=5)
     batcher.close()
     assert not batcher._thread.is_alive()
+
+
+def test_a_runtime_that_cannot_batch_never_waits_for_more(make_batcher):
+    """One image per call (TFLite): a lone image runs at once, however long max_delay is,
+    while images already queued behind a running call still go together."""
+    waiting = make_batcher(Recorder(), max_delay_s=1.0, wait_for_more=False)
+    started = time.perf_counter()
+    waiting.submit(item(1)).result(timeout=5)
+    assert time.perf_counter() - started < 0.5
+
+    model = Recorder(hold_first=True)
+    queued = make_batcher(model, max_delay_s=1.0, wait_for_more=False)
+    first = queued.submit(item(1))
+    assert model.started.wait(5)
+    rest = [queued.submit(item(v)) for v in (2, 3, 4)]
+    model.release.set()
+    for future in [first, *rest]:
+        future.result(timeout=5)
+    assert model.sizes == [1, 3]

@@ -131,3 +131,22 @@ def test_an_image_named_without_generation_is_identified_by_the_version_read(gcs
     assert first.result_id != second.result_id
     assert first.to_record()["source"]["content_type"] == "image/png"
     assert first.to_record()["source"]["size_bytes"] == len(encode(solid((200, 10, 10)), "PNG"))
+
+
+def test_a_storage_event_s_size_and_generation_save_the_metadata_read(gcs):
+    """With version and size known, the object is read in one ranged request, and a size
+    the event understated cannot make it read past the limit."""
+    data = encode(solid((5, 5, 5), size=(64, 64)), "PNG")
+    blob = gcs.blob("events/one.png")
+    blob.upload_from_string(data, content_type="image/png")
+    blob.reload()
+    got = storage.fetch_object(BUCKET, "events/one.png", generation=str(blob.generation), known_size=len(data),
+                               max_bytes=10_000, timeout=10)
+    assert got.data == data and got.generation == str(blob.generation)
+    with pytest.raises(BucketeyeError) as raised:
+        storage.fetch_object(BUCKET, "events/one.png", generation=str(blob.generation), known_size=10,
+                             max_bytes=len(data) - 1, timeout=10)
+    assert raised.value.code == "too_large"
+    with pytest.raises(BucketeyeError) as gone:
+        storage.fetch_object(BUCKET, "events/none.png", generation="1", known_size=10, max_bytes=10_000, timeout=10)
+    assert gone.value.code == "not_found"
