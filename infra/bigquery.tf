@@ -77,3 +77,21 @@ resource "google_bigquery_table" "predictions" {
     use_legacy_sql = false
   }
 }
+
+resource "google_bigquery_table" "duplicates" {
+  # checkov:skip=CKV_GCP_80: A view stores no data; nothing to encrypt.
+  # checkov:skip=CKV_GCP_121: Views hold no data and are recreated from infra/sql; protecting them would only block updates.
+  project             = var.project_id
+  dataset_id          = google_bigquery_dataset.results.dataset_id
+  table_id            = "duplicates"
+  description         = "Images stored more than once: one row per content hash (source.content_md5) found under more than one gs:// URI, with the URIs."
+  deletion_protection = false
+  labels              = local.labels
+
+  view {
+    query = templatefile("${path.module}/sql/duplicates.sql", {
+      results = "`${var.project_id}.${google_bigquery_dataset.results.dataset_id}.${google_bigquery_table.results.table_id}`"
+    })
+    use_legacy_sql = false
+  }
+}

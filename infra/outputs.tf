@@ -56,12 +56,18 @@ output "dataset" {
 }
 
 output "tables" {
-  description = "Fully qualified BigQuery tables: the sink's table and the two views."
+  description = "Fully qualified BigQuery tables: the sink's table and the views."
   value = {
     log_table   = "${local.bq_prefix}.${google_bigquery_table.stdout.table_id}"
     results     = "${local.bq_prefix}.${google_bigquery_table.results.table_id}"
     predictions = "${local.bq_prefix}.${google_bigquery_table.predictions.table_id}"
+    duplicates  = "${local.bq_prefix}.${google_bigquery_table.duplicates.table_id}"
   }
+}
+
+output "backfill_env" {
+  description = "Environment for `python main.py backfill gs://BUCKET[/PREFIX]` (export $(terraform output -raw backfill_env)): the requests topic it publishes work to and the dataset whose results view tells it what is already classified."
+  value       = "BACKFILL_TOPIC=${google_pubsub_topic.requests.id} BACKFILL_RESULTS=${local.bq_prefix}"
 }
 
 output "example_queries" {

@@ -80,6 +80,11 @@ def add_commands(sub) -> None:
 
     sub.add_parser("replay-dead-letters", parents=[state], help="send the dead-lettered deliveries again")
 
+    from functions.backfill import cli as backfill_cli
+    from functions.report import cli as report_cli
+    backfill_cli.add_commands(sub, state)
+    report_cli.add_commands(sub, state)
+
 
 def run(args) -> int:
     """Run a subcommand registered by add_commands; 2 (usage) for anything unknown."""
@@ -274,3 +279,21 @@ def cmd_replay(args) -> int:
 
 COMMANDS = {"up": cmd_up, "down": cmd_down, "demo": cmd_demo, "upload": cmd_upload, "publish": cmd_publish,
             "query": cmd_query, "results": cmd_results, "replay-dead-letters": cmd_replay}
+
+
+def cmd_backfill(args) -> int:
+    from functions.backfill import cli
+    return cli.run(args)
+
+
+def cmd_report(args) -> int:
+    from functions.report import cli
+    return cli.run_report(args)
+
+
+def cmd_duplicates(args) -> int:
+    from functions.report import cli
+    return cli.run_duplicates(args)
+
+
+COMMANDS.update({"backfill": cmd_backfill, "report": cmd_report, "duplicates": cmd_duplicates})

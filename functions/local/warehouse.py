@@ -44,7 +44,7 @@ DATASET = "bucketeye"  # the DuckDB file is bucketeye.duckdb, so `bucketeye.run_
 RAW = "_stdout_entries"
 META = "_stdout_schema"
 INFRA = REPO / "infra"
-VIEWS = ("results", "predictions")  # in dependency order
+VIEWS = ("results", "predictions", "duplicates")  # in dependency order
 TEMPLATE_VARIABLES = {"project": PROJECT, "dataset": DATASET, "table": TABLE, "source": f'"{TABLE}"',
                       "results": '"results"', "results_view": "results", "predictions": '"predictions"'}
 
@@ -75,7 +75,9 @@ _FALLBACK_VIEWS = {
                jsonPayload.model.id AS model_id, jsonPayload.top_label AS top_label,
                jsonPayload.top_score AS top_score, jsonPayload.predictions AS predictions,
                jsonPayload.timings_ms.total AS total_ms, jsonPayload.error.code AS error_code,
-               jsonPayload.error.message AS error_message
+               jsonPayload.error.message AS error_message, jsonPayload.error.retryable AS error_retryable,
+               jsonPayload.source.content_md5 AS content_md5,
+               CAST(jsonPayload.source.size_bytes AS BIGINT) AS size_bytes
         FROM {TABLE}
         WHERE jsonPayload.app = 'bucketeye' AND jsonPayload.result_id IS NOT NULL
         QUALIFY ROW_NUMBER() OVER (PARTITION BY jsonPayload.result_id
@@ -84,6 +86,14 @@ _FALLBACK_VIEWS = {
         SELECT r.result_id, r.timestamp, r.uri, r.model_id, u.rank, u.p.label AS label,
                CAST(u.p.label_id AS BIGINT) AS label_id, u.p.score AS score
         FROM results AS r, UNNEST(r.predictions) WITH ORDINALITY AS u(p, rank)""",
+    "duplicates": """
+        SELECT content_md5, COUNT(DISTINCT uri) AS copies, MAX(size_bytes) AS size_bytes,
+               (COUNT(DISTINCT uri) - 1) * MAX(size_bytes) AS wasted_bytes, MIN(timestamp) AS first_seen,
+               MAX(timestamp) AS last_seen, LIST(DISTINCT uri ORDER BY uri) AS uris
+        FROM results
+        WHERE content_md5 IS NOT NULL AND uri IS NOT NULL
+        GROUP BY content_md5
+        HAVING COUNT(DISTINCT uri) > 1""",
 }
 
 _process_lock = threading.RLock()

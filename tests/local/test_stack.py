@@ -110,6 +110,36 @@ def test_clear_errors_never_tracebacks(stack, tmp_path):
         assert "Traceback" not in result.stderr
 
 
+def test_classify_from_sql_over_the_local_object_table(stack):
+    """The issue's SQL shape on the DuckDB file: a local object table and classify(uri),
+    which calls the running server with BigQuery's remote-function protocol."""
+    up, _ = stack
+    state = up.state
+    upload = run_cli("upload", PHOTOS / "chelsea.png", PHOTOS / "coffee.png", "--prefix", "sql/", state=state)
+    assert upload.returncode == 0, upload.stderr
+    query = run_cli("query", "SELECT uri, json_extract_string(classify(uri), '$.top_label') AS label "
+                    "FROM uploads_objects WHERE uri LIKE '%/sql/%' ORDER BY uri", state=state)
+    assert query.returncode == 0, query.stderr
+    assert "espresso" in query.stdout and "tiger cat" in query.stdout and "2 rows" in query.stdout
+    verbatim = run_cli("query", "SELECT uri, classify(uri) FROM uploads_objects WHERE uri LIKE '%/sql/coffee%'",
+                       state=state)
+    assert verbatim.returncode == 0 and "1 row" in verbatim.stdout, verbatim.stderr
+    # every call is also a result record, so the sink and SQL stay the single source of truth
+    wait_for(lambda: rows(state, "SELECT COUNT(*) FROM results WHERE trigger = 'bigquery' AND uri LIKE '%/sql/%'")
+             [0][0] >= 2, what="the remote calls' result rows")
+    # a bad row answers with its error instead of failing the whole query, as in BigQuery
+    bad = run_cli("query", "SELECT json_extract_string(classify_top_k(uri, 0), '$.error.code') AS code "
+                  "FROM uploads_objects WHERE uri LIKE '%/sql/%'", state=state)
+    assert bad.returncode == 0 and bad.stdout.count("bad_message") == 2, bad.stdout + bad.stderr
+
+
+def test_classify_from_sql_needs_the_stack(tmp_path):
+    state = StateDir(tmp_path / "idle").ensure()
+    result = run_cli("query", "SELECT classify('gs://b/o.jpg')", state=state)
+    assert result.returncode != 0 and "python main.py up" in (result.stderr + result.stdout)
+    assert "Traceback" not in result.stderr
+
+
 def test_sigterm_stops_every_part_and_a_restart_neither_resends_nor_misses(stack):
     up, (port, gcs_port) = stack
     state = up.state
@@ -157,32 +187,3 @@ def test_the_demo_takes_a_free_port_when_a_default_one_is_taken(tmp_path):
         assert config.port != DEFAULT_PORT and port_is_free(config.port)
         assert _config(args).port == DEFAULT_PORT  # `up` keeps its fixed port (and says when it is taken)
 
-
-def test_classify_from_sql_over_the_local_object_table(stack):
-    """The issue's SQL shape on the DuckDB file: a local object table and classify(uri),
-    which calls the running server with BigQuery's remote-function protocol."""
-    up, _ = stack
-    state = up.state
-    upload = run_cli("upload", PHOTOS / "chelsea.png", PHOTOS / "coffee.png", "--prefix", "sql/", state=state)
-    assert upload.returncode == 0, upload.stderr
-    query = run_cli("query", "SELECT uri, json_extract_string(classify(uri), '$.top_label') AS label "
-                    "FROM uploads_objects WHERE uri LIKE '%/sql/%' ORDER BY uri", state=state)
-    assert query.returncode == 0, query.stderr
-    assert "espresso" in query.stdout and "tiger cat" in query.stdout and "2 rows" in query.stdout
-    verbatim = run_cli("query", "SELECT uri, classify(uri) FROM uploads_objects WHERE uri LIKE '%/sql/coffee%'",
-                       state=state)
-    assert verbatim.returncode == 0 and "1 row" in verbatim.stdout, verbatim.stderr
-    # every call is also a result record, so the sink and SQL stay the single source of truth
-    wait_for(lambda: rows(state, "SELECT COUNT(*) FROM results WHERE trigger = 'bigquery' AND uri LIKE '%/sql/%'")
-             [0][0] >= 2, what="the remote calls' result rows")
-    # a bad row answers with its error instead of failing the whole query, as in BigQuery
-    bad = run_cli("query", "SELECT json_extract_string(classify_top_k(uri, 0), '$.error.code') AS code "
-                  "FROM uploads_objects WHERE uri LIKE '%/sql/%'", state=state)
-    assert bad.returncode == 0 and bad.stdout.count("bad_message") == 2, bad.stdout + bad.stderr
-
-
-def test_classify_from_sql_needs_the_stack(tmp_path):
-    state = StateDir(tmp_path / "idle").ensure()
-    result = run_cli("query", "SELECT classify('gs://b/o.jpg')", state=state)
-    assert result.returncode != 0 and "python main.py up" in (result.stderr + result.stdout)
-    assert "Traceback" not in result.stderr

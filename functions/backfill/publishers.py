@@ -1,0 +1,120 @@
+"""Where work messages go: a Pub/Sub topic (the cloud), or the local stack's publish
+spool (the bridge pushes them to the local server, as the push subscription would).
+
+publish(messages) returns only when every message of the call has been accepted or
+has failed: the runner checkpoints a page only after all its messages are out.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import json
+from dataclasses import dataclass, field
+
+from functions.backfill.messages import ATTRIBUTES
+from functions.local.errors import EXIT_USAGE, LocalError
+
+# Client-side batching: many messages per Publish call; flow control bounds what waits in memory.
+MAX_MESSAGES_PER_REQUEST = 100
+MAX_BYTES_PER_REQUEST = 1_000_000
+MAX_LATENCY_S = 0.05
+MAX_OUTSTANDING_MESSAGES = 1000
+MAX_OUTSTANDING_BYTES = 10_000_000
+PUBLISH_TIMEOUT_S = 300.0
+
+
+@dataclass
+class Outcome:
+    published: int                 # messages accepted
+    failed_uris: int = 0           # URIs in the messages that failed
+    failures: list[str] = field(default_factory=list)  # one line per message that failed
+
+
+def topic_path(topic: str, project: str | None) -> str:
+    """projects/P/topics/T as given, or a bare topic name completed with the project."""
+    if topic.startswith("projects/"):
+        parts = topic.split("/")
+        if len(parts) != 4 or parts[2] != "topics" or not parts[1] or not parts[3]:
+            raise LocalError(f"--topic {topic!r}: expected projects/PROJECT/topics/TOPIC", EXIT_USAGE)
+        return topic
+    if not project:
+        raise LocalError(f"--topic {topic!r} names no project: give projects/PROJECT/topics/{topic}", EXIT_USAGE)
+    return f"projects/{project}/topics/{topic}"
+
+
+class PubSubPublisher:
+    """google-cloud-pubsub's PublisherClient (PUBSUB_EMULATOR_HOST is honoured by the client)."""
+
+    def __init__(self, topic: str, *, client=None):
+        self.topic = topic
+        self.description = topic
+        self._client = client
+
+    def client(self):
+        if self._client is None:
+            from google.cloud import pubsub_v1
+            from google.cloud.pubsub_v1.types import (BatchSettings, LimitExceededBehavior, PublisherOptions,
+                                                      PublishFlowControl)
+            self._client = pubsub_v1.PublisherClient(
+                batch_settings=BatchSettings(max_bytes=MAX_BYTES_PER_REQUEST, max_latency=MAX_LATENCY_S,
+                                             max_messages=MAX_MESSAGES_PER_REQUEST),
+                publisher_options=PublisherOptions(flow_control=PublishFlowControl(
+                    message_limit=MAX_OUTSTANDING_MESSAGES, byte_limit=MAX_OUTSTANDING_BYTES,
+                    limit_exceeded_behavior=LimitExceededBehavior.BLOCK)))
+        return self._client
+
+    def publish(self, messages: list[tuple[list[str], bytes]]) -> Outcome:
+        client = self.client()
+        futures = {client.publish(self.topic, data, **ATTRIBUTES): uris for uris, data in messages}
+        outcome = Outcome(0)
+        done, pending = concurrent.futures.wait(futures, timeout=PUBLISH_TIMEOUT_S)
+        for future in list(done) + list(pending):
+            uris = futures[future]
+            if future in done:
+                error = future.exception(timeout=0)
+            else:
+                error = TimeoutError(f"no answer in {PUBLISH_TIMEOUT_S:.0f} s")
+            if error is None:
+                outcome.published += 1
+            else:
+                outcome.failed_uris += len(uris)
+                outcome.failures.append(f"{len(uris)} URIs from {uris[0]}: {_describe(error)}")
+        return outcome
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.stop()  # sends what is still batched, then stops the batching threads
+            self._client.transport.close()
+
+
+def _describe(error: BaseException) -> str:
+    message = getattr(error, "message", None) or str(error) or type(error).__name__
+    return f"{type(error).__name__}: {message}"
+
+
+class SpoolPublisher:
+    """The local stack's publish spool: one queued push delivery per message."""
+
+    def __init__(self, state):
+        from functions.local.delivery_state import DeliveryState
+        self.spool = DeliveryState(state.ensure().bridge_db)
+        self.description = f"the local publish spool ({state.bridge_db})"
+
+    def publish(self, messages: list[tuple[list[str], bytes]]) -> Outcome:
+        from functions.local.messages import pubsub_push
+        outcome = Outcome(0)
+        for uris, data in messages:
+            what = f"backfill {uris[0]}" + (f" and {len(uris) - 1} more" if len(uris) > 1 else "")
+            try:
+                self.spool.enqueue(pubsub_push(data, dict(ATTRIBUTES), description=what))
+                outcome.published += 1
+            except Exception as exc:  # a locked or broken spool: reported, the page is not checkpointed
+                outcome.failed_uris += len(uris)
+                outcome.failures.append(f"{what}: {type(exc).__name__}: {exc}")
+        return outcome
+
+    def close(self) -> None:
+        pass
+
+
+def describe_message(uris: list[str], data: bytes) -> str:
+    return json.dumps({"data": json.loads(data), "attributes": ATTRIBUTES})
