@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from functions.cli_args import positive_int
 from shared.errors import BucketeyeError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".mpo"}
@@ -25,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     classify = sub.add_parser("classify", help="classify image files, directories or globs")
     classify.add_argument("paths", nargs="+", metavar="PATH", help="image file, directory (recursive) or glob")
     classify.add_argument("--json", action="store_true", help="print one result record (JSON) per line")
-    classify.add_argument("--top-k", type=_positive_int, default=None, help="labels per image (default: TOP_K or 5)")
+    classify.add_argument("--top-k", type=positive_int, default=None, help="labels per image (default: TOP_K or 5)")
     classify.add_argument("--model", default=None, help="model path or gs:// URI (default: MODEL_URI or the built-in model)")
 
     inspect = sub.add_parser("inspect", help="show a model's inputs, outputs and derived input spec")
@@ -41,13 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
     from functions.local import commands as local_commands
     local_commands.add_commands(sub)
     return parser
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:

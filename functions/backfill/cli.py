@@ -14,6 +14,7 @@ import os
 import urllib.request
 from pathlib import Path
 
+from functions.cli_args import positive_int
 from functions.local.errors import EXIT_USAGE, LocalError
 
 DEFAULT_PER_MESSAGE = 50
@@ -22,15 +23,8 @@ DEFAULT_DATASET = "bucketeye"                # Terraform: var.dataset_id
 EXIT_INTERRUPTED = 130
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def _page_size(text: str) -> int:
-    value = _positive_int(text)
+    value = positive_int(text)
     if value > 1000:
         raise argparse.ArgumentTypeError("Cloud Storage lists at most 1000 objects per page")
     return value
@@ -56,7 +50,7 @@ def add_commands(sub, state_parent: argparse.ArgumentParser) -> None:
                    help="the model id the target service runs (name@version, as in results' model.id): images with "
                         "a result of this id are skipped; other ids' rows are left alone (default: $BACKFILL_MODEL_ID; "
                         "locally the running server's model; else the built-in model)")
-    p.add_argument("--per-message", type=_positive_int, default=DEFAULT_PER_MESSAGE, metavar="N",
+    p.add_argument("--per-message", type=positive_int, default=DEFAULT_PER_MESSAGE, metavar="N",
                    help=f"URIs per message (default {DEFAULT_PER_MESSAGE}; at most MAX_INSTANCES)")
     p.add_argument("--page-size", type=_page_size, default=1000, metavar="N",
                    help="objects per listing page, and per checkpoint (default 1000)")

@@ -10,6 +10,7 @@ import re
 import signal
 import time
 
+from functions.cli_args import positive_int
 from functions.local.errors import EXIT_USAGE, LocalError
 
 RESULTS_SQL = """SELECT timestamp, COALESCE(uri, key, trigger || ' ' || event_id) AS source, status, top_label,
@@ -17,13 +18,6 @@ RESULTS_SQL = """SELECT timestamp, COALESCE(uri, key, trigger || ' ' || event_id
 FROM results
 ORDER BY timestamp DESC
 LIMIT {limit}"""
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def _port(text: str) -> int:
@@ -76,7 +70,7 @@ def add_commands(sub) -> None:
     query.add_argument("sql", help='e.g. "SELECT top_label, COUNT(*) FROM results GROUP BY 1"')
 
     results = sub.add_parser("results", parents=[state], help="the latest rows of the results view")
-    results.add_argument("--limit", type=_positive_int, default=20)
+    results.add_argument("--limit", type=positive_int, default=20)
 
     sub.add_parser("replay-dead-letters", parents=[state], help="send the dead-lettered deliveries again")
 

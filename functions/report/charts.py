@@ -50,29 +50,26 @@ def _integer_ticks(axis) -> None:
 def labels_chart(rows: list[dict], limit: int = 15) -> bytes:
     plt = _plt()
     rows = rows[:limit][::-1]
-    fig, ax = plt.subplots(figsize=(5.4, 0.3 * len(rows) + 0.8))
-    values = [r["images"] for r in rows]
-    bars = ax.barh([literal(r["label"]) for r in rows], values, color=ACCENT, height=0.66)
-    ax.bar_label(bars, labels=[f"{v:,}" for v in values], padding=3, color=MUTED, fontsize=8.5)
-    ax.set_title("Images per top label")
-    _integer_ticks(ax.xaxis)
-    ax.xaxis.grid(True, color=GRID)
-    ax.set_axisbelow(True)
-    ax.tick_params(axis="y", length=0)
-    ax.margins(x=0.12)
-    return _png(fig)
+    return _count_bars(plt, [literal(r["label"]) for r in rows], [r["images"] for r in rows], ACCENT,
+                       title="Images per top label", row_height=0.3, bar_height=0.66)
 
 
 def errors_chart(rows: list[dict]) -> bytes:
     plt = _plt()
     rows = rows[::-1]
-    fig, ax = plt.subplots(figsize=(5.4, 0.34 * len(rows) + 0.8))
     names = [literal(f"{r['error_code']}{' (retryable)' if r.get('error_retryable') else ''}") for r in rows]
-    values = [r["results"] for r in rows]
     colors = [WARN if r.get("error_retryable") else BAD for r in rows]
-    bars = ax.barh(names, values, color=colors, height=0.62)
+    return _count_bars(plt, names, [r["results"] for r in rows], colors,
+                       title="Errors by code", row_height=0.34, bar_height=0.62)
+
+
+def _count_bars(plt, names: list[str], values: list[int], colors, *, title: str, row_height: float,
+                bar_height: float) -> bytes:
+    """Horizontal bars of counts, each labelled with its number."""
+    fig, ax = plt.subplots(figsize=(5.4, row_height * len(names) + 0.8))
+    bars = ax.barh(names, values, color=colors, height=bar_height)
     ax.bar_label(bars, labels=[f"{v:,}" for v in values], padding=3, color=MUTED, fontsize=8.5)
-    ax.set_title("Errors by code")
+    ax.set_title(title)
     _integer_ticks(ax.xaxis)
     ax.xaxis.grid(True, color=GRID)
     ax.set_axisbelow(True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from functions.cli_args import positive_int
 from functions.local.errors import EXIT_USAGE, LocalError
 
 
@@ -10,13 +11,6 @@ def _score(text: str) -> float:
     value = float(text)
     if not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError("a score between 0 and 1")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
     return value
 
 
@@ -33,11 +27,11 @@ def add_commands(sub, state_parent: argparse.ArgumentParser) -> None:
     report.add_argument("--model", default=None, metavar="ID", help="only results of this model id")
     report.add_argument("--threshold", type=_score, default=0.3,
                         help="top_score below this is low confidence (default 0.3)")
-    report.add_argument("--limit", type=_positive_int, default=25, help="low-confidence images listed (default 25)")
+    report.add_argument("--limit", type=positive_int, default=25, help="low-confidence images listed (default 25)")
 
     duplicates = sub.add_parser("duplicates", parents=[state_parent, source],
                                 help="images stored more than once (the same content MD5 under several URIs)")
-    duplicates.add_argument("--limit", type=_positive_int, default=50, help="hashes listed (default 50)")
+    duplicates.add_argument("--limit", type=positive_int, default=50, help="hashes listed (default 50)")
 
 
 def _source(args):
