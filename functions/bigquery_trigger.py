@@ -85,7 +85,8 @@ def _top_k(value, default):
     if value is None or value == "":
         return default
     text = str(value)
-    if not text.isdigit() or not 1 <= int(text) <= MAX_TOP_K:
+    # isascii/len: "²" and 5000-digit strings pass isdigit() but make int() raise (a 500 for the whole query)
+    if not (text.isascii() and text.isdigit() and len(text) <= 3) or not 1 <= int(text) <= MAX_TOP_K:
         raise BucketeyeError("bad_message", f"top_k must be an integer from 1 to {MAX_TOP_K}, got {text[:20]!r}")
     return int(text)
 

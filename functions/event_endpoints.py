@@ -7,16 +7,20 @@ raw push envelope. Anything unparseable is acknowledged with a bad_message resul
 from __future__ import annotations
 
 import json
+import uuid
 
 from cloudevents.exceptions import GenericException as CloudEventError
 from cloudevents.http import from_http
 
 from functions import events, pubsub_trigger, runtime, storage_trigger
 from shared.errors import BucketeyeError
+from shared.refs import ImageRef
 
 
 def _attrs(event) -> tuple[str, str, object]:
-    return str(event["type"] or ""), str(event["id"] or ""), event.data
+    # the id is logged with every result: bounded as event_identity bounds it (a structured
+    # event's 1 MB id made a result line over Cloud Logging's 256 KiB limit, a lost row)
+    return str(event["type"] or ""), str(event["id"] or "")[:200], event.data
 
 
 def handle_storage_cloudevent(event) -> events.Outcome:
@@ -40,7 +44,7 @@ def _handle_envelope(trigger: str, body, event_id: str = "") -> events.Outcome:
     if isinstance(body, (bytes, str)):
         try:
             body = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # too deeply nested to parse: was a 500, redelivered forever
             return events.reject(events.event_identity(trigger, event_id, _bytes(body)),
                                  BucketeyeError("bad_message", "the body is not JSON"))
     try:
@@ -63,6 +67,27 @@ def _bytes(data) -> bytes:
     return json.dumps(data, sort_keys=True, default=str).encode()
 
 
+def refuse_oversize(request, trigger: str) -> events.Outcome | None:
+    """A body over MAX_REQUEST_BYTES, refused before it is read (declared) or as soon as it
+    passes the limit (chunked). Neither Pub/Sub push (10 MB messages) nor Eventarc sends such
+    a body under the default limit, and retrying cannot shrink it: a permanent problem, so it is
+    acknowledged (2xx, no redelivery loop) and logged as a too_large error result. Its ce-id
+    identifies it when there is one; a push envelope's message id is inside the unread body."""
+    limit = runtime.settings().max_request_bytes
+    request.max_content_length = limit + 1  # Werkzeug stops reading there
+    declared = request.content_length
+    if declared is not None:
+        if declared <= limit:
+            return None
+        message = f"the request is {declared} bytes; the limit is {limit} (MAX_REQUEST_BYTES)"
+    elif len(request.get_data()) <= limit:
+        return None
+    else:
+        message = f"the request is over {limit} bytes (MAX_REQUEST_BYTES)"
+    event_id = request.headers.get("ce-id", "")[:200] or f"oversize-{uuid.uuid4().hex}"
+    return events.reject(ImageRef(trigger=trigger, event_id=event_id), BucketeyeError("too_large", message))
+
+
 def _is_cloudevent(request) -> bool:
     return "ce-type" in request.headers or request.mimetype == "application/cloudevents+json"
 
@@ -72,7 +97,7 @@ def _from_request(request, trigger: str):
     body = request.get_data()
     try:
         return from_http(dict(request.headers), body), None
-    except (CloudEventError, ValueError, TypeError, KeyError) as exc:
+    except (CloudEventError, ValueError, TypeError, KeyError, RecursionError) as exc:  # deep JSON: a 500 loops
         error = BucketeyeError("bad_message", f"not a valid CloudEvent: {type(exc).__name__}")
         return None, events.reject(events.event_identity(trigger, request.headers.get("ce-id", ""), body), error)
 

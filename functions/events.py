@@ -118,7 +118,8 @@ def delivery_id(ref: ImageRef, model_id: str) -> str:
     new message about an overwritten object is new work (its result_id differs anyway)."""
     if ref.bucket and ref.object and not ref.generation and ref.event_id:
         key = f"delivery|{ref.event_id}|gs://{ref.bucket}/{ref.object}|{model_id}"
-        return hashlib.sha256(key.encode()).hexdigest()[:32]
+        # surrogatepass: a lone surrogate in an event id (a JSON "\udc80" escape) made encode() raise, a 500
+        return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return make_result_id(ref, model_id)
 
 

@@ -47,8 +47,8 @@ def handle(request):
     try:
         if request.content_length is None and len(request.get_data()) > limit:
             raise BucketeyeError("too_large", f"the request is over {limit} bytes")
-        if request.mimetype in JSON_TYPES and bigquery_trigger.is_remote_call(request.get_json(silent=True)):
-            answer, status = bigquery_trigger.handle(request.get_json(silent=True))
+        if request.mimetype in JSON_TYPES and bigquery_trigger.is_remote_call(_json_body(request)):
+            answer, status = bigquery_trigger.handle(_json_body(request))
             return answer, status, ({"Retry-After": "1"} if status in (429, 503) else {})
         top_k = _top_k(request.args.get("top_k"))
         refs, single = _refs(request, settings.max_instances)
@@ -75,10 +75,21 @@ def _unread(answer):
     return Response(iter([json.dumps(body).encode()]), status=status, headers=headers, mimetype="application/json")
 
 
+def _json_body(request):
+    """The parsed JSON body, or None when it is not JSON. Werkzeug's silent mode catches only
+    ValueError: JSON nested deeper than the parser's recursion limit raised RecursionError, a 500."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:
+        return None
+
+
 def _top_k(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_TOP_K:
+    # isascii: str.isdigit() accepts "²", which int() refuses (a ValueError, so a 500); len: a
+    # 5000-digit number passes isdigit() and int() refuses it too (Python's 4300-digit limit)
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 3) or not 1 <= int(raw) <= MAX_TOP_K:
         raise BucketeyeError("bad_message", f"top_k must be an integer from 1 to {MAX_TOP_K}")
     return int(raw)
 
@@ -86,7 +97,7 @@ def _top_k(raw: str | None) -> int | None:
 def _refs(request, max_instances: int) -> tuple[list[ImageRef], bool]:
     """The request's images, and whether it was a single bare image (errors then become the status)."""
     if request.mimetype in JSON_TYPES:
-        return _json_refs(request.get_json(silent=True), max_instances), False
+        return _json_refs(_json_body(request), max_instances), False
     if request.mimetype == "multipart/form-data":
         files = [f for name in request.files for f in request.files.getlist(name)]
         if not files:

@@ -23,6 +23,9 @@ from shared.storage import parse_gs_uri
 
 MESSAGE_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 MAX_ATTRIBUTES = 100  # Pub/Sub's own limit; more means a forged or broken envelope
+# Pub/Sub's limits on attribute keys and values, in bytes; message ids are short decimal strings.
+# Unbounded, a 1 MB attribute or id reached the result line (over Cloud Logging's 256 KiB: a lost row).
+MAX_ATTRIBUTE_KEY_BYTES, MAX_ATTRIBUTE_VALUE_BYTES, MAX_MESSAGE_ID_CHARS = 256, 1024, 200
 
 
 @dataclass
@@ -43,15 +46,26 @@ def parse_envelope(body) -> Message:
         raise BucketeyeError("bad_message", "message attributes must be a map of strings")
     if len(attributes) > MAX_ATTRIBUTES:
         raise BucketeyeError("bad_message", f"the message has {len(attributes)} attributes; at most {MAX_ATTRIBUTES}")
+    if any(_utf8_size(k) > MAX_ATTRIBUTE_KEY_BYTES or _utf8_size(v) > MAX_ATTRIBUTE_VALUE_BYTES
+           for k, v in attributes.items()):
+        raise BucketeyeError("bad_message", f"attribute keys have at most {MAX_ATTRIBUTE_KEY_BYTES} bytes and values "
+                             f"at most {MAX_ATTRIBUTE_VALUE_BYTES} (UTF-8)")
     raw = message.get("data") or ""
     if not isinstance(raw, str):
         raise BucketeyeError("bad_message", "message data must be a base64 string")
     data = decode_b64(raw, "message data")
     message_id = message.get("messageId") or message.get("message_id") or ""
-    if not isinstance(message_id, str):
-        raise BucketeyeError("bad_message", "messageId must be a string")
+    if not isinstance(message_id, str) or _utf8_size(message_id) > MAX_MESSAGE_ID_CHARS:
+        raise BucketeyeError("bad_message", f"messageId must be a string of at most {MAX_MESSAGE_ID_CHARS} characters")
     return Message(data=data, attributes=attributes, message_id=message_id,
                    publish_time=parse_time(message.get("publishTime") or message.get("publish_time")))
+
+
+def _utf8_size(text: str) -> int:
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate: not UTF-8, so over any limit
+        return 1 << 30
 
 
 def decode_b64(text: str, what: str) -> bytes:
@@ -93,7 +107,7 @@ def _refs_from_content(message: Message, attrs: dict) -> list[ImageRef]:
     if stripped in (b"{", b"["):
         try:
             payload = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deep to parse is malformed too, not a 500
             raise BucketeyeError("bad_message", "message data looks like JSON but does not parse") from None
         return _refs_from_json(payload, message)
     if data.lstrip().lower().startswith((b"gs://", b"http://", b"https://")):

@@ -8,6 +8,19 @@ from pathlib import Path
 
 MAIN = Path(__file__).resolve().parent.parent / "main.py"
 DEFAULT_THREADS = "32"  # request threads; images from all of them meet in one batcher
+# functions-framework's gunicorn sets limit_request_line=0 (unlimited): a 30 MB request line
+# kept a worker thread parsing (quadratically) for minutes. gunicorn's own default instead.
+LIMIT_REQUEST_LINE = 8190
+# What `python -m functions_framework --target bucketeye --signature-type http` runs, plus
+# the request-line limit (its command line cannot pass gunicorn options).
+_LAUNCH = """
+import sys
+from functions_framework import create_app
+from functions_framework._http import create_server
+target, source, host, port, dev, limit = sys.argv[1:]
+options = {} if dev == "1" else {"limit_request_line": int(limit)}
+create_server(create_app(target, source, "http"), dev == "1", **options).run(host, int(port))
+"""
 
 
 def serve(host: str, port: int, *, dev: bool = False) -> int:
@@ -15,10 +28,8 @@ def serve(host: str, port: int, *, dev: bool = False) -> int:
     # one process owns the model (and the GPU); threads carry concurrent requests.
     os.environ.setdefault("WORKERS", "1")
     os.environ.setdefault("THREADS", DEFAULT_THREADS)
-    argv = [sys.executable, "-m", "functions_framework", "--target", "bucketeye", "--source", str(MAIN),
-            "--signature-type", "http", "--host", host, "--port", str(port)]
-    if dev:
-        argv.append("--debug")
+    argv = [sys.executable, "-c", _LAUNCH, "bucketeye", str(MAIN), host, str(port), "1" if dev else "0",
+            str(LIMIT_REQUEST_LINE)]
     sys.stdout.flush()
     os.execv(sys.executable, argv)  # replaces this process: signals reach the server directly
     return 0

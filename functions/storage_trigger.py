@@ -11,9 +11,11 @@ import json
 
 from shared.errors import BucketeyeError
 from shared.refs import ImageRef
+from shared.storage import check_names
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
 NOTIFICATION_FINALIZE = "OBJECT_FINALIZE"
+MAX_CONTENT_TYPE = 256
 
 
 def _int64(value, field: str) -> int | None:
@@ -22,19 +24,25 @@ def _int64(value, field: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise BucketeyeError("bad_message", f"{field} must be an integer or a string of digits")
+    if isinstance(value, int) and not 0 <= value < 2 ** 63:  # str() of a 5000-digit int raises ValueError
+        raise BucketeyeError("bad_message", f"{field} must be a non-negative int64")
     text = str(value).strip()
-    if not text.isdigit():
+    # isascii/len: "²" and 5000-digit strings pass isdigit() but make int() raise ValueError (a 500);
+    # an int64 has at most 19 digits
+    if not (text.isascii() and text.isdigit() and len(text) <= 19):
         raise BucketeyeError("bad_message", f"{field} must be a non-negative integer, got {text[:40]!r}")
     return int(text)
 
 
-def _text(value, field: str, *, required: bool) -> str:
+def _text(value, field: str, *, required: bool, max_chars: int | None = None) -> str:
     if value is None or value == "":
         if required:
             raise BucketeyeError("bad_message", f"the event has no {field}")
         return ""
     if not isinstance(value, str):
         raise BucketeyeError("bad_message", f"{field} must be a string")
+    if max_chars is not None and len(value) > max_chars:  # it would be logged: keep result lines small
+        raise BucketeyeError("bad_message", f"{field} has more than {max_chars} characters")
     return value
 
 
@@ -44,6 +52,7 @@ def ref_from_object(resource, *, trigger: str, event_id: str) -> ImageRef:
         raise BucketeyeError("bad_message", "the event data is not a Cloud Storage object resource (JSON object)")
     bucket = _text(resource.get("bucket"), "bucket", required=True)
     name = _text(resource.get("name"), "object name", required=True)
+    check_names(bucket, name)
     generation = _int64(resource.get("generation"), "generation")
     return ImageRef(
         trigger=trigger,
@@ -52,9 +61,9 @@ def ref_from_object(resource, *, trigger: str, event_id: str) -> ImageRef:
         object=name,
         generation=str(generation) if generation is not None else "",
         event_id=event_id,
-        content_type=_text(resource.get("contentType"), "contentType", required=False),
+        content_type=_text(resource.get("contentType"), "contentType", required=False, max_chars=MAX_CONTENT_TYPE),
         size_bytes=_int64(resource.get("size"), "size"),
-        md5_hash=_text(resource.get("md5Hash"), "md5Hash", required=False),
+        md5_hash=_text(resource.get("md5Hash"), "md5Hash", required=False, max_chars=64),
     )
 
 
@@ -67,7 +76,7 @@ def refs_from_cloudevent(event_type: str, event_id: str, data) -> list[ImageRef]
     if isinstance(data, (bytes, str)):
         try:
             data = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deep to parse is malformed too, not a 500
             raise BucketeyeError("bad_message", "the event data is not JSON") from None
     return [ref_from_object(data, trigger="storage", event_id=event_id)]
 
@@ -80,7 +89,7 @@ def refs_from_notification(attributes: dict, data: bytes, message_id: str) -> li
     if data:
         try:
             resource = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
             resource = {}  # payload format NONE or unreadable: the attributes still name the object
     if not isinstance(resource, dict):
         resource = {}

@@ -49,8 +49,19 @@ def severity(result: Result) -> int:
     return logging.ERROR if result.error.retryable else logging.WARNING
 
 
+def _writable(record: dict) -> dict:
+    """The record, with any lone surrogate (a JSON "\\ud800" escape in an id or key) made "?":
+    stdout cannot encode one, and the logging module then drops the whole line (a lost row)."""
+    text = json.dumps(record, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+        return record
+    except UnicodeEncodeError:
+        return json.loads(text.encode("utf-8", "replace"))
+
+
 def log_result(result: Result, *, trace: str | None = None, logger: logging.Logger | None = None) -> dict:
-    record = result.to_record()
+    record = _writable(result.to_record())
     extra = {"json_fields": record, "insert_id": record["result_id"], "http_request": None}
     if trace:
         extra["trace"] = trace

@@ -14,6 +14,11 @@ from shared.errors import BucketeyeError
 from shared.imaging import check_size
 
 _client_lock = threading.Lock()
+# Cloud Storage's own limits. Longer (or non-UTF-8) names cannot exist; let through, a 1 MB
+# name made a result line over Cloud Logging's 256 KiB entry limit (a lost row), and a lone
+# surrogate made the result line unwritable.
+MAX_BUCKET_CHARS = 222
+MAX_OBJECT_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -33,7 +38,21 @@ def parse_gs_uri(uri: str) -> GcsObject:
     bucket, _, name = text[5:].partition("/")
     if not bucket or not name:
         raise BucketeyeError("bad_message", f"a gs:// URI needs a bucket and an object name: {text[:200]!r}")
+    check_names(bucket, name)
     return GcsObject(bucket, name)
+
+
+def check_names(bucket: str, name: str) -> None:
+    """Refuse bucket and object names Cloud Storage cannot hold (see MAX_OBJECT_BYTES)."""
+    if len(bucket) > MAX_BUCKET_CHARS:
+        raise BucketeyeError("bad_message", f"a bucket name has at most {MAX_BUCKET_CHARS} characters")
+    try:
+        size = len(name.encode("utf-8"))
+        bucket.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BucketeyeError("bad_message", "bucket and object names must be valid UTF-8") from None
+    if size > MAX_OBJECT_BYTES:
+        raise BucketeyeError("bad_message", f"an object name has at most {MAX_OBJECT_BYTES} bytes, not {size}")
 
 
 @functools.lru_cache(maxsize=1)

@@ -159,8 +159,10 @@ class Bridge:
     """The watcher and the sender, on one state file."""
 
     def __init__(self, *, gcs_url: str, target_url: str, buckets, state: DeliveryState, dead_letters: DeadLetters,
-                 retry: RetryPolicy = RetryPolicy(), poll_interval_s: float = 0.25, on_outcome=None):
-        self.sender = Sender(target_url, state, dead_letters, retry=retry, on_outcome=on_outcome)
+                 retry: RetryPolicy = RetryPolicy(), poll_interval_s: float = 0.25, on_outcome=None,
+                 workers: int = 8):
+        # workers: deliveries in flight at once (a push subscription's concurrency); tests raise it
+        self.sender = Sender(target_url, state, dead_letters, retry=retry, on_outcome=on_outcome, workers=workers)
         self.watcher = ObjectWatcher(gcs_url, buckets, state, interval_s=poll_interval_s, on_new=self.sender.wake)
 
     def start(self) -> "Bridge":

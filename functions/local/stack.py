@@ -31,6 +31,7 @@ class StackConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     poll_interval_s: float = 0.25
     server_env: dict = field(default_factory=dict)
+    sender_workers: int = 8  # deliveries the bridge keeps in flight at once
 
 
 def port_is_free(port: int) -> bool:
@@ -98,7 +99,8 @@ class Stack:
             self.delivery_state = DeliveryState(self.state.bridge_db)
             self.bridge = Bridge(gcs_url=self.emulator.url, target_url=self.server.url, buckets=cfg.buckets,
                                  state=self.delivery_state, dead_letters=self.dead_letters, retry=cfg.retry,
-                                 poll_interval_s=cfg.poll_interval_s, on_outcome=self.on_outcome).start()
+                                 poll_interval_s=cfg.poll_interval_s, on_outcome=self.on_outcome,
+                                 workers=cfg.sender_workers).start()
             self.started_at = time.time()
             write_json_atomic(self.state.stack_info, self.info)
         except BaseException:

@@ -1,0 +1,170 @@
+"""A guard in front of fake-gcs-server, on loopback.
+
+The emulator's filesystem backend joins bucket and object names onto its root directory as
+paths: an object named "a/../../../../tmp/x" was written to /tmp/x, and "../other/o" into
+another bucket's folder (found by tests/reliability). Names like that cannot escape anything
+in Cloud Storage, where "/" is just a character, but here they read, write and delete files
+outside the state directory. The guard refuses every request that names a path with a ".."
+segment or a NUL byte (in the URL path, a query value, or the JSON metadata of an upload)
+and forwards everything else unchanged."""
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection",
+               "content-length", "host"}
+MAX_METADATA_BYTES = 1 << 20  # JSON metadata parts are small; only they are inspected
+
+
+def unsafe(text: str) -> bool:
+    """A name the emulator's filesystem backend would resolve outside its folder."""
+    return "\x00" in text or ".." in text.replace("\\", "/").split("/")
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _metadata(content_type: str, body: bytes):
+    """The JSON an upload or a bucket/object request carries (a multipart upload's first part)."""
+    kind = content_type.split(";")[0].strip().lower()
+    try:
+        if kind == "application/json":
+            return json.loads(body[:MAX_METADATA_BYTES])
+        if kind == "multipart/related":
+            boundary = next((p.split("=", 1)[1].strip('"') for p in content_type.split(";")[1:]
+                             if p.strip().lower().startswith("boundary=")), "")
+            if not boundary:
+                return None
+            first = body[:MAX_METADATA_BYTES].split(b"--" + boundary.encode())[1]
+            return json.loads(first.split(b"\r\n\r\n", 1)[1].strip())
+    except (ValueError, IndexError, RecursionError):
+        return None
+    return None
+
+
+def refused(method: str, target: str, content_type: str, body: bytes) -> str | None:
+    """Why the request is refused, or None."""
+    parts = urllib.parse.urlsplit(target)
+    if unsafe(urllib.parse.unquote(parts.path)):
+        return "the path names a '..' segment or a NUL byte"
+    for _, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        if unsafe(value):
+            return "a query value names a '..' segment or a NUL byte"
+    if body and method in ("POST", "PUT", "PATCH"):
+        if any(unsafe(text) for text in _strings(_metadata(content_type, body))):
+            return "the metadata names a '..' segment or a NUL byte"
+    return None
+
+
+class GcsGuard:
+    def __init__(self, *, host: str, port: int, upstream_port: int):
+        self.host, self.port, self.upstream_port = host, port, upstream_port
+        self.refused = 0
+        self._local = threading.local()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _upstream(self, fresh: bool = False) -> http.client.HTTPConnection:
+        if fresh or getattr(self._local, "conn", None) is None:
+            self._local.conn = http.client.HTTPConnection(self.host, self.upstream_port, timeout=120)
+        return self._local.conn
+
+    def forward(self, method: str, target: str, headers: dict, body: bytes):
+        for attempt in (0, 1):  # a kept-alive upstream connection may have been closed meanwhile
+            conn = self._upstream(fresh=attempt == 1)
+            try:
+                conn.request(method, target, body=body if body or method in ("POST", "PUT", "PATCH") else None,
+                             headers=headers)
+                response = conn.getresponse()
+                return response.status, response.reason, response.getheaders(), response.read()
+            except (http.client.HTTPException, ConnectionError):
+                conn.close()
+                if attempt == 1:
+                    raise
+
+    def start(self) -> "GcsGuard":
+        guard = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
+
+            def _body(self) -> bytes:
+                if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                    data = b""
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                        if size == 0:
+                            self.rfile.readline()
+                            return data
+                        data += self.rfile.read(size)
+                        self.rfile.readline()
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else b""
+
+            def _handle(self):
+                body = self._body()
+                reason = refused(self.command, self.path, self.headers.get("Content-Type", ""), body)
+                if reason:
+                    guard.refused += 1
+                    # A read of such a name finds nothing, as in Cloud Storage where no object has it here
+                    # (a 404, so the service reports not_found); anything else is a bad request.
+                    status = (404, "Not Found") if self.command in ("GET", "HEAD") else (400, "Bad Request")
+                    return self._reply(*status, [("Content-Type", "application/json")], json.dumps(
+                        {"error": {"code": status[0], "message": f"refused by the local stack's guard: {reason}; "
+                                   "such a name would escape the emulator's folder"}}).encode())
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+                headers["Host"] = f"{guard.host}:{guard.upstream_port}"
+                try:
+                    status, reason_text, response_headers, payload = guard.forward(self.command, self.path, headers,
+                                                                                   body)
+                except OSError as exc:
+                    return self._reply(502, "Bad Gateway", [("Content-Type", "text/plain")], str(exc).encode())
+                self._reply(status, reason_text, response_headers, payload)
+
+            def _reply(self, status, reason, headers, payload: bytes):
+                self.send_response(status, reason)
+                length = str(len(payload))
+                for key, value in headers:
+                    if key.lower() == "content-length" and self.command == "HEAD":
+                        length = value  # HEAD: the upstream's length of the body it did not send
+                    elif key.lower() not in _HOP_BY_HOP:
+                        self.send_header(key, value)
+                self.send_header("Content-Length", length)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="gcs-guard", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

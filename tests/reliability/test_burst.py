@@ -1,0 +1,104 @@
+"""A burst of 2,000 uploads through the real local stack, with the server's batch queue made
+small (BATCH_QUEUE_SIZE=16) and the bridge pushing 32 deliveries at once, so overload really
+happens: every upload must still end as one row (429s are redelivered), nothing may be
+dead-lettered, and the server's worker must stay under 1 GiB.
+
+    .venv/bin/python -m pytest tests/reliability -m burst -s
+"""
+from __future__ import annotations
+
+import threading
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from functions.local.bridge import RetryPolicy
+from functions.local.dead_letters import DeadLetters
+from functions.local.stack import Stack, StackConfig
+from functions.local.statedir import StateDir
+from functions.local.warehouse import Warehouse
+from tests.reliability import _corpus
+from tests.reliability._support import Tally, children, figure, free_port, proc_kib, wait_for
+
+pytestmark = pytest.mark.burst
+
+BUCKET = "burst"
+UPLOADS = 2000
+QUEUE = 16            # BATCH_QUEUE_SIZE: images waiting for the model before the server answers 429
+SENDERS = 32          # deliveries the bridge keeps in flight (a push subscription's concurrency)
+MAX_WORKER_KIB = 1024 * 1024
+DEADLINE_S = 150.0
+
+
+def test_a_burst_of_2000_uploads_is_fully_accounted_for(tmp_path):
+    tally = Tally()
+
+    def on_outcome(outcome):
+        tally.add(("status", outcome.status))
+        tally.add(outcome.final)
+
+    state = StateDir(tmp_path / "state").ensure()
+    config = StackConfig(state=state, port=free_port(), gcs_port=free_port(), buckets=(BUCKET,),
+                         retry=RetryPolicy(max_attempts=12, base_s=0.2, cap_s=2.0), poll_interval_s=1.0,
+                         sender_workers=SENDERS,
+                         server_env={"BATCH_QUEUE_SIZE": str(QUEUE), "DECODE_WORKERS": "16", "MODEL_URI": "",
+                                     "MAX_EVENT_AGE_S": "0"})
+    images = [_corpus.jpeg((64, 64), seed=10_000 + i) for i in range(UPLOADS)]
+    assert len(set(images)) == UPLOADS  # distinct content: no two uploads are one result
+    warehouse = Warehouse(state.warehouse)
+    with Stack(config, on_outcome=on_outcome) as stack:
+        worker = children(stack.server.process.pid)[0]
+        local = threading.local()
+        started = time.monotonic()
+
+        def upload(i: int) -> str:
+            """A simple media upload, as any client sends it (the JSON API's uploadType=media)."""
+            if not hasattr(local, "session"):
+                local.session = requests.Session()
+            name = f"b/{i:05d}.jpg"
+            response = local.session.post(
+                f"{stack.emulator.url}/upload/storage/v1/b/{BUCKET}/o?uploadType=media&name="
+                + urllib.parse.quote(name, safe=""), data=images[i], headers={"Content-Type": "image/jpeg"},
+                timeout=60)
+            response.raise_for_status()
+            return f"gs://{BUCKET}/{name}"
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            uris = list(pool.map(upload, range(UPLOADS)))
+        uploaded_s = time.monotonic() - started
+
+        def final_rows() -> int:
+            return warehouse.query("SELECT COUNT(*) FROM results WHERE bucket = ? "
+                                   "AND (status = 'ok' OR NOT error_retryable)", [BUCKET])[1][0][0]
+
+        def settled():
+            dead = [d for d in DeadLetters(state.dead_letters).read() if d["description"].startswith(f"gs://{BUCKET}/")]
+            return final_rows() + len(dead) >= UPLOADS
+        wait_for(settled, timeout=DEADLINE_S, interval=0.5, what=f"{UPLOADS} rows or dead letters")
+        seconds = time.monotonic() - started
+        time.sleep(0.5)
+        peak_kib = proc_kib(worker, "VmHWM")
+        same_worker = children(stack.server.process.pid) == [worker]
+        rows = warehouse.query("SELECT uri, status FROM results WHERE bucket = ?", [BUCKET])[1]
+        raw = warehouse.query("SELECT COUNT(*) FROM run_googleapis_com_stdout WHERE jsonPayload.source.bucket = ?",
+                              [BUCKET])[1][0][0]
+        dead = [d for d in DeadLetters(state.dead_letters).read() if d["description"].startswith(f"gs://{BUCKET}/")]
+
+    by_uri: dict = {}
+    for uri, status in rows:
+        by_uri.setdefault(uri, []).append(status)
+    figure("burst", uploads=UPLOADS, rows=len(rows), dead_letters=len(dead),
+           lost=len(set(uris) - set(by_uri) - {d["description"].split("#")[0] for d in dead}),
+           http_429=tally.get(("status", 429)),
+           deliveries=tally.get("delivered") + tally.get("retry") + tally.get("dead"),
+           raw_rows=raw, peak_rss_mib=peak_kib // 1024, seconds=round(seconds, 1), upload_seconds=round(uploaded_s, 1),
+           images_per_s=round(UPLOADS / seconds, 1), batch_queue=QUEUE, senders=SENDERS)
+    assert not dead, f"{len(dead)} dead letters: {dead[:2]}"
+    assert set(by_uri) == set(uris) and len(rows) == UPLOADS
+    assert all(statuses == ["ok"] for statuses in by_uri.values()), [u for u, s in by_uri.items() if s != ["ok"]][:5]
+    assert tally.get(("status", 429)) > 0, "no 429: the burst never overloaded the server, so retries went untested"
+    assert peak_kib < MAX_WORKER_KIB, f"the worker peaked at {peak_kib // 1024} MiB"
+    assert same_worker, "the worker was replaced during the burst"
