@@ -17,7 +17,7 @@ locals {
     # os.cpu_count() can report the host's cores rather than the instance's vCPUs:
     # size the thread pools from the instance size instead.
     INFERENCE_THREADS = tostring(var.cpu)
-    DECODE_WORKERS    = tostring(4 * var.cpu) # fetches wait on the network: four threads per vCPU
+    DECODE_WORKERS    = tostring(4 * var.cpu) # the GPU infers; reads wait on the network: four threads per vCPU
   }
 
   # The remaining settings, which settings_overrides may set (their code defaults apply

@@ -33,7 +33,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "BATCH_MAX_DELAY_MS": ("2", "How long the batcher waits for a batch to fill."),
     "BATCH_QUEUE_SIZE": ("256", "Images waiting for the model before requests are refused (429/503)."),
     "INFERENCE_THREADS": ("0", "Threads for the model runtime; 0 means one per CPU core."),
-    "DECODE_WORKERS": ("0", "Threads fetching and decoding images; 0 means four per CPU core (fetches mostly wait on the network)."),
+    "DECODE_WORKERS": ("0", "Threads fetching and decoding images; 0 means one per CPU core. Raise it where inference is not on the CPU (a GPU)."),
     "ALLOWED_BUCKETS": ("", "Comma-separated buckets that may be read; '*' allows any. Empty allows none."),
     "SKIP_PREFIXES": ("", "Comma-separated object-name prefixes never classified (e.g. outputs)."),
     "MAX_EVENT_AGE_S": ("86400", "Events older than this many seconds are dropped with a stale_event error. 0 disables."),

@@ -29,9 +29,6 @@ from shared.results import ImageInfo, Result
 from shared.storage import fetch_object
 
 
-FETCH_DECODE_THREADS_PER_CORE = 4
-
-
 class Engine:
     def __init__(self, settings: Settings, model: LoadedModel | None = None):
         self.settings = settings
@@ -40,9 +37,9 @@ class Engine:
                                max_delay_s=settings.batch_max_delay_ms / 1000.0,
                                queue_size=settings.batch_queue_size,
                                wait_for_more=self.model.runtime.batchable)
-        # Fetching waits on the network and Pillow releases the GIL while decoding, so more
-        # threads than cores keep the cores busy; one per core would idle them during reads.
-        workers = settings.decode_workers or FETCH_DECODE_THREADS_PER_CORE * (os.cpu_count() or 1)
+        # One per core: on the CPU path, more threads preempt XNNPACK's inference threads
+        # mid-layer and throughput falls (measured: bench/). On a GPU, raise DECODE_WORKERS.
+        workers = settings.decode_workers or os.cpu_count() or 1
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bucketeye-decode")
         spec = self.model.spec
         crop = spec.crop_fraction if spec.resize_mode == "crop" else 1.0
