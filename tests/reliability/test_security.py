@@ -27,7 +27,7 @@ from functions.local.dead_letters import DeadLetters
 from functions.local.delivery_state import Delivery, DeliveryState
 from functions.local.statedir import StateDir
 from tests.reliability import _corpus
-from tests.reliability._browser import CHROMIUM, Browser
+from tests.browser import CHROMIUM, Browser
 from tests.reliability._support import (ALLOWED_BUCKET, HOST, PRIVATE_BUCKET, PROJECT, SERVER_LIMITS, ServerProcess,
                                         assert_serving, chunked, clean_env, dechunk, figure, proc_kib, raw_http,
                                         reset_peak)
@@ -165,7 +165,7 @@ TRAVERSAL = ["../../../../../../../../tmp/{mark}", "../{mark}", "a/../../{mark}"
              "x/../../../{mark}/deep/file", "nul\x00{mark}"]
 
 
-def test_object_names_cannot_escape_the_emulators_folder(emulator, tmp_path):
+def test_object_names_cannot_escape_the_emulators_folder(emulator, store, tmp_path):
     """fake-gcs-server joins names onto its folder as paths: the stack's guard must refuse every
     write, read, delete and bucket create whose name climbs out (each JSON API shape)."""
     mark = "escaped-" + uuid.uuid4().hex[:10]

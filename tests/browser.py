@@ -138,6 +138,9 @@ class Tab:
         node = self.call("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]
         self.call("DOM.setFileInputFiles", files=[str(path)], nodeId=node)
 
+    def screenshot(self) -> bytes:
+        return base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"])
+
 
 class Browser:
     """Headless Chromium on loopback with a throwaway profile; `tab` drives its one page."""
@@ -146,9 +149,9 @@ class Browser:
         self.profile = profile
         self.log = open(profile.parent / "chromium.log", "wb")
         self.process = subprocess.Popen(
-            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
+            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
              "--no-default-browser-check", "--disable-background-networking", "--disable-component-update",
-             "--disable-dev-shm-usage", "--disable-extensions", f"--user-data-dir={profile}",
+             "--disable-dev-shm-usage", "--disable-extensions", "--window-size=1000,900", f"--user-data-dir={profile}",
              "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "about:blank"],
             stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL)
         self.ws = None
