@@ -61,22 +61,22 @@ def event_identity(trigger: str, event_id: str, body: bytes) -> ImageRef:
     return ImageRef(trigger=trigger, event_id=identity[:200])
 
 
-def reject(ref: ImageRef, error: BucketeyeError, *, trace: str | None = None) -> Outcome:
+def reject(ref: ImageRef, error: BucketeyeError) -> Outcome:
     """A message that names no classifiable work: log one error result, acknowledge."""
     model = _model_info()
-    log_result(Result(ref=ref, model=model, error=error), trace=trace)
+    log_result(Result(ref=ref, model=model, error=error))
     status = _status_for([error])
     return Outcome(status, {"error": error.as_dict(), "acknowledged": status < 400})
 
 
-def process(refs: list[ImageRef], *, event_time: datetime | None, trace: str | None = None) -> Outcome:
+def process(refs: list[ImageRef], *, event_time: datetime | None) -> Outcome:
     settings = runtime.settings()
     age = _age_s(event_time)
     if settings.max_event_age_s > 0 and age is not None and age > settings.max_event_age_s:
         error = BucketeyeError("stale_event", f"the event is {age:.0f} s old; the limit is "
                                f"{settings.max_event_age_s:.0f} s (MAX_EVENT_AGE_S)")
         for ref in refs:
-            log_result(Result(ref=ref, model=_model_info(), error=error), trace=trace)
+            log_result(Result(ref=ref, model=_model_info(), error=error))
         return Outcome(200, {"error": error.as_dict(), "acknowledged": True})
 
     skipped = [{"uri": ref.uri, "reason": reason} for ref in refs if (reason := skip_reason(ref))]
@@ -98,7 +98,7 @@ def process(refs: list[ImageRef], *, event_time: datetime | None, trace: str | N
     results = engine.classify(fresh) if fresh else []
     summaries = []
     for ref, result in zip(fresh, results):
-        record = log_result(result, trace=trace)
+        record = log_result(result)
         if result.ok or not result.error.retryable:
             # Remember the id as delivered too: a URI named without a generation gets its
             # generation only when read, and its redelivery is looked up before reading.

@@ -60,11 +60,11 @@ def _writable(record: dict) -> dict:
         return json.loads(text.encode("utf-8", "replace"))
 
 
-def log_result(result: Result, *, trace: str | None = None, logger: logging.Logger | None = None) -> dict:
+def log_result(result: Result, *, logger: logging.Logger | None = None) -> dict:
+    """Trace correlation comes from the request being served (traceparent / X-Cloud-Trace-Context),
+    which the library's filter reads; the request URL itself is never logged (http_request=None)."""
     record = _writable(result.to_record())
     extra = {"json_fields": record, "insert_id": record["result_id"], "http_request": None}
-    if trace:
-        extra["trace"] = trace
     source = record["source"]
     name = source.get("uri") or source.get("key") or source.get("trigger")
     message = f"{name}: {record['top_label']}" if result.ok else f"{name}: {result.error.code}"
