@@ -13,7 +13,9 @@ from _functional_support import ALLOWED_BUCKET, CAT_IDS, COFFEE_IDS, PRIVATE_BUC
 
 @pytest.fixture(scope="module")
 def server(start_server):
-    return start_server("combined-bigquery", env={"BATCH_MAX_DELAY_MS": "30"})
+    # Eight fetch+decode threads (as the GPU service runs): images of several requests are in
+    # flight at once, so the batcher can mix them; with one thread per core they queue in order.
+    return start_server("combined-bigquery", env={"BATCH_MAX_DELAY_MS": "30", "DECODE_WORKERS": "8"})
 
 
 def remote_call(server, calls, *, context=None, request_id=None) -> requests.Response:
