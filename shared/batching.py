@@ -1,8 +1,16 @@
-"""One thread owns the model; it gathers images from every caller into batches.
+"""Threads that own the model; they gather images from every caller into batches.
 
 Callers from any trigger submit one preprocessed array and get a Future. The queue
 is bounded: when it is full, submit() refuses at once with `overloaded`, so a burst
 turns into 429/503 answers the platform retries, never into unbounded memory.
+
+A model that batches (a GPU) gets one thread, which waits up to max_delay for a fuller
+batch. A CPU model that runs one image per call can instead be given lanes: copies of
+it that use one core each, one thread per lane. Under load they run side by side,
+which beats one copy spreading each image over every core (its threads wait for each
+other at every layer, and decode threads interrupt them); a lone image, with no other
+lane busy and nothing queued, still runs on the every-core model for the lowest
+latency.
 """
 from __future__ import annotations
 
@@ -10,7 +18,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -18,20 +26,28 @@ from shared.errors import BucketeyeError
 
 _STOP = object()
 
+RunBatch = Callable[[np.ndarray], dict[str, np.ndarray]]
+
 
 class Batcher:
-    def __init__(self, run_batch: Callable[[np.ndarray], dict[str, np.ndarray]], *,
-                 max_size: int, max_delay_s: float, queue_size: int, wait_for_more: bool = True):
+    def __init__(self, run_batch: RunBatch, *, max_size: int, max_delay_s: float, queue_size: int,
+                 lanes: Sequence[RunBatch] = ()):
         self._run_batch = run_batch
         self._max_size = max(1, max_size)
-        # A runtime that runs one image per call gains nothing from a fuller batch: waiting
-        # would only add latency, so it takes just what is already queued.
-        self._max_delay_s = max(0.0, max_delay_s) if wait_for_more else 0.0
+        self._max_delay_s = max(0.0, max_delay_s)
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
-        self._thread = threading.Thread(target=self._loop, name="bucketeye-batcher", daemon=True)
-        self._thread.start()
+        self._lock = threading.Lock()
+        self._busy_lanes = 0
+        self._whole_model_busy = False
         self.batches_run = 0
         self.images_run = 0
+        self.lone_runs = 0  # batches that ran on run_batch while lanes existed
+        runners = list(lanes) or [run_batch]
+        self._threads = [threading.Thread(target=self._loop, args=(run,), name=f"bucketeye-batcher-{n}", daemon=True)
+                         for n, run in enumerate(runners)]
+        self._has_lanes = bool(lanes)
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, array: np.ndarray) -> Future:
         """Queue one image; the Future resolves to ({output: row}, queue_ms, inference_ms)."""
@@ -43,8 +59,9 @@ class Batcher:
         return future
 
     def close(self) -> None:
-        self._queue.put(_STOP)
-        self._thread.join(timeout=10)
+        self._queue.put(_STOP)  # each thread passes it on to the next
+        for thread in self._threads:
+            thread.join(timeout=10)
 
     def _gather(self, first) -> list:
         items = [first]
@@ -62,19 +79,32 @@ class Batcher:
             items.append(item)
         return items
 
-    def _loop(self) -> None:
+    def _loop(self, lane_run: RunBatch) -> None:
         while True:
             first = self._queue.get()
             if first is _STOP:
+                self._queue.put(_STOP)
                 return
             items = self._gather(first)
-            self._run(items)
+            with self._lock:
+                self._busy_lanes += 1
+                lone = (self._has_lanes and self._busy_lanes == 1 and self._queue.empty()
+                        and not self._whole_model_busy)
+                self._whole_model_busy |= lone
+            try:
+                self._run(items, self._run_batch if lone else lane_run)
+            finally:
+                with self._lock:
+                    self._busy_lanes -= 1
+                    if lone:
+                        self._whole_model_busy = False
+                        self.lone_runs += 1
 
-    def _run(self, items: list) -> None:
+    def _run(self, items: list, run_batch: RunBatch) -> None:
         start = time.perf_counter()
         try:
             batch = np.stack([array for array, _, _ in items])
-            outputs = self._run_batch(batch)
+            outputs = run_batch(batch)
         except BucketeyeError as exc:
             for _, future, _ in items:
                 future.set_exception(exc)
@@ -85,8 +115,9 @@ class Batcher:
                 future.set_exception(error)
             return
         inference_ms = (time.perf_counter() - start) * 1000.0
-        self.batches_run += 1
-        self.images_run += len(items)
+        with self._lock:
+            self.batches_run += 1
+            self.images_run += len(items)
         for i, (_, future, queued_at) in enumerate(items):
             row = {name: value[i] for name, value in outputs.items()}
             future.set_result((row, (start - queued_at) * 1000.0, inference_ms))

@@ -32,7 +32,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "BATCH_MAX_SIZE": ("8", "Most images the batcher runs through the model at once."),
     "BATCH_MAX_DELAY_MS": ("2", "How long the batcher waits for a batch to fill."),
     "BATCH_QUEUE_SIZE": ("256", "Images waiting for the model before requests are refused (429/503)."),
-    "INFERENCE_THREADS": ("0", "Threads for the model runtime; 0 means one per CPU core."),
+    "INFERENCE_THREADS": ("0", "CPU cores the model uses; 0 means all. On the LiteRT path that many one-core copies run side by side under load, and a lone image uses all of them."),
     "DECODE_WORKERS": ("0", "Threads fetching and decoding images; 0 means one per CPU core. Raise it where inference is not on the CPU (a GPU)."),
     "ALLOWED_BUCKETS": ("", "Comma-separated buckets that may be read; '*' allows any. Empty allows none."),
     "SKIP_PREFIXES": ("", "Comma-separated object-name prefixes never classified (e.g. outputs)."),

@@ -33,10 +33,13 @@ class Engine:
     def __init__(self, settings: Settings, model: LoadedModel | None = None):
         self.settings = settings
         self.model = model or load_model(settings)
-        self.batcher = Batcher(self.model.runtime.run, max_size=settings.batch_max_size,
+        runtime = self.model.runtime
+        # A runtime that runs one image per call takes one image at a time: waiting for a
+        # fuller batch would only add latency, and free lanes should get the next images.
+        self.batcher = Batcher(runtime.run, lanes=[copy.run for copy in runtime.single_core_copies(settings.cpu_threads)],
+                               max_size=settings.batch_max_size if runtime.batchable else 1,
                                max_delay_s=settings.batch_max_delay_ms / 1000.0,
-                               queue_size=settings.batch_queue_size,
-                               wait_for_more=self.model.runtime.batchable)
+                               queue_size=settings.batch_queue_size)
         # One per core: on the CPU path, more threads preempt XNNPACK's inference threads
         # mid-layer and throughput falls (measured: bench/). On a GPU, raise DECODE_WORKERS.
         workers = settings.decode_workers or os.cpu_count() or 1

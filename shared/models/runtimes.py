@@ -32,13 +32,18 @@ class Runtime:
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """A batch (first axis) in, every output (first axis = batch) out."""
-        if self.batchable:
+        if self.batchable or len(batch) == 1:
             return self._run(batch)
         parts = [self._run(batch[i:i + 1]) for i in range(len(batch))]
         return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
     def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         raise NotImplementedError
+
+    def single_core_copies(self, count: int) -> list["Runtime"]:
+        """Copies of the model using one core each, to run side by side (see batching);
+        none for a runtime that batches instead."""
+        return []
 
 
 def _model_error(exc: Exception, what: str) -> BucketeyeError:
@@ -53,6 +58,7 @@ class TFLiteRuntime(Runtime):
 
     def __init__(self, path: Path, threads: int):
         from ai_edge_litert.interpreter import Interpreter
+        self.path = path
         try:
             self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
         except (ValueError, RuntimeError) as exc:
@@ -69,6 +75,9 @@ class TFLiteRuntime(Runtime):
             self._interpreter.allocate_tensors()
             self.inputs = [_tflite_info(d["name"], d) for d in self._interpreter.get_input_details()]
             self.outputs = [_tflite_info(d["name"], d) for d in self._interpreter.get_output_details()]
+
+    def single_core_copies(self, count: int) -> list["Runtime"]:
+        return [TFLiteRuntime(self.path, 1) for _ in range(count)] if count > 1 else []
 
     def _run(self, batch):
         if self._runner is not None:

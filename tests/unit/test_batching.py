@@ -177,23 +177,51 @@ def test_close_stops_the_thread(make_batcher):
     batcher = make_batcher(Recorder())
     batcher.submit(item(1)).result(timeout=5)
     batcher.close()
-    assert not batcher._thread.is_alive()
+    assert not any(thread.is_alive() for thread in batcher._threads)
 
 
-def test_a_runtime_that_cannot_batch_never_waits_for_more(make_batcher):
-    """One image per call (TFLite): a lone image runs at once, however long max_delay is,
-    while images already queued behind a running call still go together."""
-    waiting = make_batcher(Recorder(), max_delay_s=1.0, wait_for_more=False)
-    started = time.perf_counter()
-    waiting.submit(item(1)).result(timeout=5)
-    assert time.perf_counter() - started < 0.5
+class Lane:
+    """A fake one-core model copy that records its calls. Given a barrier, its first call
+    waits there for the other lane's first call: a test only passes when lanes really run
+    side by side."""
 
+    def __init__(self, name: str, calls: list, barrier: threading.Barrier | None = None):
+        self.name, self.calls, self.barrier = name, calls, barrier
+
+    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        self.calls.append(self.name)
+        if self.barrier is not None:
+            barrier, self.barrier = self.barrier, None
+            barrier.wait(timeout=5)
+        return {"double": batch * 2}
+
+
+def test_a_lone_image_runs_on_the_whole_model_and_a_crowd_on_the_lanes(make_batcher):
+    calls: list[str] = []
+    barrier = threading.Barrier(2)
+    batcher = make_batcher(Lane("whole", calls), max_size=1,
+                           lanes=[Lane("lane-a", calls, barrier), Lane("lane-b", calls, barrier)])
+    batcher.submit(item(1)).result(timeout=5)
+    assert calls == ["whole"]  # alone: the copy that uses every core, for the lowest latency
+
+    calls.clear()
+    # A crowd: a lane's first image waits at the barrier for the other lane's, so this
+    # only finishes if both lanes run at once (the first image may still run alone).
+    values = range(2, 8)
+    futures = [batcher.submit(item(v)) for v in values]
+    assert [future.result(timeout=10)[0]["double"][0] for future in futures] == [2.0 * v for v in values]
+    assert {"lane-a", "lane-b"} <= set(calls)
+    assert batcher.images_run == 7
+
+
+def test_without_lanes_one_thread_runs_everything(make_batcher):
     model = Recorder(hold_first=True)
-    queued = make_batcher(model, max_delay_s=1.0, wait_for_more=False)
-    first = queued.submit(item(1))
+    batcher = make_batcher(model, max_delay_s=0.0)
+    first = batcher.submit(item(1))
     assert model.started.wait(5)
-    rest = [queued.submit(item(v)) for v in (2, 3, 4)]
+    rest = [batcher.submit(item(v)) for v in (2, 3, 4)]
     model.release.set()
     for future in [first, *rest]:
         future.result(timeout=5)
-    assert model.sizes == [1, 3]
+    assert model.sizes == [1, 3]  # images queued behind a running batch go together
+    assert len(batcher._threads) == 1 and batcher.lone_runs == 0
