@@ -17,8 +17,7 @@ BUCKET = "bench-uploads"
 def throughput(images: list[bytes], workdir: Path, timeout_s: float = 300.0) -> dict:
     """Start a stack, upload every image at once, and time until all rows are in the table."""
     state = StateDir(workdir / "e2e-state").ensure()
-    stack = Stack(StackConfig(state=state, port=free_port(), gcs_port=free_port(), buckets=(BUCKET,),
-                              poll_interval_s=0.1)).start()
+    stack = Stack(StackConfig(state=state, port=free_port(), gcs_port=free_port(), buckets=(BUCKET,))).start()
     try:
         bucket = gcs.client(stack.emulator.url).bucket(BUCKET)
         started = time.perf_counter()

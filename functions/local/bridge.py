@@ -159,7 +159,7 @@ class Bridge:
     """The watcher and the sender, on one state file."""
 
     def __init__(self, *, gcs_url: str, target_url: str, buckets, state: DeliveryState, dead_letters: DeadLetters,
-                 retry: RetryPolicy = RetryPolicy(), poll_interval_s: float = 0.25, on_outcome=None,
+                 retry: RetryPolicy = RetryPolicy(), poll_interval_s: float = 1.0, on_outcome=None,
                  workers: int = 8):
         # workers: deliveries in flight at once (a push subscription's concurrency); tests raise it
         self.sender = Sender(target_url, state, dead_letters, retry=retry, on_outcome=on_outcome, workers=workers)

@@ -86,6 +86,10 @@ class GcsEmulator:
         self.stop()
         raise RuntimeError(f"fake-gcs-server did not answer on {self.url} within {timeout:.0f}s")
 
+    def announce_to(self, callback) -> None:
+        """Call `callback(resource)` for each object a client stores from now on."""
+        self._guard.on_object = callback
+
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 

@@ -6,7 +6,12 @@ another bucket's folder (found by tests/reliability). Names like that cannot esc
 in Cloud Storage, where "/" is just a character, but here they read, write and delete files
 outside the state directory. The guard refuses every request that names a path with a ".."
 segment or a NUL byte (in the URL path, a query value, or the JSON metadata of an upload)
-and forwards everything else unchanged."""
+and forwards everything else unchanged.
+
+Every object a request stores passes through here, so the guard also announces it (its
+JSON resource, as the upload, copy, compose or rewrite answered it) to `on_object`: the
+local stand-in for Cloud Storage's finalize notification, sent once the client has its
+answer."""
 from __future__ import annotations
 
 import http.client
@@ -18,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection",
                "content-length", "host"}
 MAX_METADATA_BYTES = 1 << 20  # JSON metadata parts are small; only they are inspected
+_WRITES = ("POST", "PUT", "PATCH")
 
 
 def unsafe(text: str) -> bool:
@@ -55,6 +61,21 @@ def _metadata(content_type: str, body: bytes):
     return None
 
 
+def stored_object(content_type: str, payload: bytes) -> dict | None:
+    """The object resource a successful write answered with, if any."""
+    if not content_type.lower().startswith("application/json") or len(payload) > MAX_METADATA_BYTES:
+        return None
+    try:
+        answer = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(answer, dict) and isinstance(answer.get("resource"), dict):
+        answer = answer["resource"]  # objects.rewrite wraps the new object
+    if isinstance(answer, dict) and answer.get("kind") == "storage#object" and "bucket" in answer and "name" in answer:
+        return answer
+    return None
+
+
 def refused(method: str, target: str, content_type: str, body: bytes) -> str | None:
     """Why the request is refused, or None."""
     parts = urllib.parse.urlsplit(target)
@@ -63,7 +84,7 @@ def refused(method: str, target: str, content_type: str, body: bytes) -> str | N
     for _, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
         if unsafe(value):
             return "a query value names a '..' segment or a NUL byte"
-    if body and method in ("POST", "PUT", "PATCH"):
+    if body and method in _WRITES:
         if any(unsafe(text) for text in _strings(_metadata(content_type, body))):
             return "the metadata names a '..' segment or a NUL byte"
     return None
@@ -73,6 +94,7 @@ class GcsGuard:
     def __init__(self, *, host: str, port: int, upstream_port: int):
         self.host, self.port, self.upstream_port = host, port, upstream_port
         self.refused = 0
+        self.on_object = None  # called with each object resource a write stored
         self._local = threading.local()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -90,7 +112,7 @@ class GcsGuard:
         for attempt in (0, 1):  # a kept-alive upstream connection may have been closed meanwhile
             conn = self._upstream(fresh=attempt == 1)
             try:
-                conn.request(method, target, body=body if body or method in ("POST", "PUT", "PATCH") else None,
+                conn.request(method, target, body=body if body or method in _WRITES else None,
                              headers=headers)
                 response = conn.getresponse()
                 return response.status, response.reason, response.getheaders(), response.read()
@@ -138,6 +160,11 @@ class GcsGuard:
                 except OSError as exc:
                     return self._reply(502, "Bad Gateway", [("Content-Type", "text/plain")], str(exc).encode())
                 self._reply(status, reason_text, response_headers, payload)
+                if guard.on_object is not None and self.command in _WRITES and 200 <= status < 300:
+                    content_type = next((v for k, v in response_headers if k.lower() == "content-type"), "")
+                    resource = stored_object(content_type, payload)
+                    if resource is not None:
+                        guard.on_object(resource)
 
             def _reply(self, status, reason, headers, payload: bytes):
                 self.send_response(status, reason)

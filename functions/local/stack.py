@@ -29,7 +29,7 @@ class StackConfig:
     gcs_port: int = DEFAULT_GCS_PORT
     buckets: tuple[str, ...] = (DEFAULT_BUCKET,)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    poll_interval_s: float = 0.25
+    poll_interval_s: float = 1.0  # the watcher's sweep; the guard announces new objects at once
     server_env: dict = field(default_factory=dict)
     sender_workers: int = 8  # deliveries the bridge keeps in flight at once
 
@@ -101,6 +101,7 @@ class Stack:
                                  state=self.delivery_state, dead_letters=self.dead_letters, retry=cfg.retry,
                                  poll_interval_s=cfg.poll_interval_s, on_outcome=self.on_outcome,
                                  workers=cfg.sender_workers).start()
+            self.emulator.announce_to(self.bridge.watcher.announce)
             self.started_at = time.time()
             write_json_atomic(self.state.stack_info, self.info)
         except BaseException:
@@ -121,6 +122,7 @@ class Stack:
             return
         self.state.stack_info.unlink(missing_ok=True)
         if self.bridge is not None:
+            self.emulator.announce_to(None)
             self.bridge.stop()
             self.bridge = None
         if self.server is not None:

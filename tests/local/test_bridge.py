@@ -62,6 +62,35 @@ def test_an_upload_becomes_the_finalized_cloudevent_eventarc_sends(state, emulat
     assert (ref.bucket, ref.object, ref.generation) == (bucket.name, "photos/cat 1.png", str(blob.generation))
 
 
+def test_announced_objects_are_sent_without_a_sweep(state, emulator, endpoint, bucket):
+    """Uploads, copies, composes and rewrites each announce their new object; a sweep
+    finds nothing more to send, and writes to an unwatched bucket are not sent."""
+    bridge = Bridge(gcs_url=emulator.url, target_url=endpoint.url, buckets=[bucket.name],
+                    state=DeliveryState(state.bridge_db), dead_letters=DeadLetters(state.dead_letters),
+                    retry=FAST, poll_interval_s=3600).start()  # one sweep at start, then none
+    emulator.announce_to(bridge.watcher.announce)
+    other = gcs.client(emulator.url).bucket(bucket.name + "-other")
+    gcs.ensure_buckets(emulator.url, [other.name])
+    try:
+        wait_for(lambda: bridge.watcher.sweeps == 1, what="the start-up sweep")
+        source = bucket.blob("a.png")
+        source.upload_from_string(b"a", content_type="image/png")
+        bucket.copy_blob(source, bucket, "copied.png")
+        bucket.blob("composed.png").compose([source, bucket.blob("copied.png")])
+        bucket.blob("rewritten.png").rewrite(source)
+        other.blob("elsewhere.png").upload_from_string(b"x", content_type="image/png")
+        requests = wait_for(lambda: len(endpoint.received(STORAGE_ROUTE)) == 4 and endpoint.received(STORAGE_ROUTE),
+                            what="four announced objects")
+        assert bridge.watcher.poll_once() == 0  # each was recorded once, announced or listed
+        assert bridge.watcher.sweeps == 2
+    finally:
+        emulator.announce_to(None)
+        bridge.stop()
+    names = sorted(json.loads(r["body"])["name"] for r in requests)
+    assert names == ["a.png", "composed.png", "copied.png", "rewritten.png"]
+    assert len(endpoint.received(STORAGE_ROUTE)) == 4
+
+
 def test_a_restart_neither_floods_nor_loses(state, emulator, endpoint, bucket):
     for name in ("a.png", "b.png"):
         bucket.blob(name).upload_from_string(b"x", content_type="image/png")
