@@ -31,14 +31,18 @@ def raw_pillow(data: bytes, spec: InputSpec):
     return Image.open(io.BytesIO(data)).convert("RGB").resize((spec.width, spec.height), Image.Resampling.BICUBIC)
 
 
-def rates(paths: list[Path], spec: InputSpec, seconds: float) -> dict[str, float]:
+def rates(paths: list[Path], spec: InputSpec, seconds: float, rounds: int = 5) -> dict[str, list[float]]:
+    """Images/s of each way, measured in turns (one short run of each, `rounds` times), so
+    a change in the shared machine's speed reaches all of them alike."""
     blobs = [p.read_bytes() for p in paths]
-    out = {}
-    for name, fn in (("ours", ours), ("full", full_decode_then_resize), ("pillow", raw_pillow)):
-        state = {"i": 0}
+    ways = {"ours": ours, "full": full_decode_then_resize, "pillow": raw_pillow}
+    out: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(rounds):
+        for name, fn in ways.items():
+            state = {"i": 0}
 
-        def one(fn=fn):
-            fn(blobs[state["i"] % len(blobs)], spec)
-            state["i"] += 1
-        out[name] = rate(one, min_calls=len(blobs), min_seconds=seconds)
+            def one(fn=fn):
+                fn(blobs[state["i"] % len(blobs)], spec)
+                state["i"] += 1
+            out[name].append(rate(one, min_calls=len(blobs), min_seconds=seconds / rounds))
     return out

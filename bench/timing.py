@@ -1,6 +1,7 @@
 """Small timing helpers shared by the benchmarks."""
 from __future__ import annotations
 
+import statistics
 import time
 from typing import Callable
 
@@ -21,3 +22,8 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     index = min(len(ordered) - 1, max(0, round(q / 100.0 * (len(ordered) - 1))))
     return ordered[index]
+
+
+def median_ratio(numerators: list[float], denominators: list[float]) -> float:
+    """The median of pairwise ratios: each pair was measured back to back."""
+    return statistics.median(a / b for a, b in zip(numerators, denominators))

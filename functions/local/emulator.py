@@ -86,6 +86,10 @@ class GcsEmulator:
         self.stop()
         raise RuntimeError(f"fake-gcs-server did not answer on {self.url} within {timeout:.0f}s")
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     def announce_to(self, callback) -> None:
         """Call `callback(resource)` for each object a client stores from now on."""
         self._guard.on_object = callback
