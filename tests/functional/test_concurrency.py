@@ -3,6 +3,7 @@ full queue answers 429 + Retry-After (never 500) while the server stays healthy.
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +12,8 @@ import pytest
 import requests
 
 from _functional_support import ALLOWED_BUCKET, CAT_IDS, COFFEE_IDS
+from shared.config import Settings
+from shared.models.default_model import ensure_default_model
 
 
 def _burst(url: str, bodies: list[tuple[bytes, str]]) -> list[requests.Response]:
@@ -27,8 +30,15 @@ def _burst(url: str, bodies: list[tuple[bytes, str]]) -> list[requests.Response]
 
 
 @pytest.fixture(scope="module")
-def batching_server(start_server):
-    return start_server("batching", env={"BATCH_MAX_DELAY_MS": "50", "BATCH_MAX_SIZE": "8"})
+def batching_server(start_server, tmp_path_factory):
+    """The built-in model as a SavedModel alone: the runtime that batches (the GPU service's).
+    On CPU, LiteRT runs one image per call in lanes instead (tests/unit/test_batching.py)."""
+    built = ensure_default_model(Settings.from_env().model_cache_dir)
+    bundle = tmp_path_factory.mktemp("savedmodel-bundle")
+    (bundle / "saved_model").symlink_to(built / "saved_model", target_is_directory=True)
+    for name in ("labels.txt", "model.json"):
+        shutil.copy(built / name, bundle / name)
+    return start_server("batching", env={"BATCH_MAX_DELAY_MS": "50", "BATCH_MAX_SIZE": "8", "MODEL_URI": str(bundle)})
 
 
 @pytest.fixture(scope="module")
