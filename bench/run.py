@@ -90,11 +90,13 @@ def figure_serving(image: Path, workdir: Path, quick: bool) -> dict:
         # c=1 and c=16 in turns, so a change in the machine's speed reaches both alike.
         for round_ in range(rounds):
             for concurrency in ((1, 4, 16) if round_ == 0 else (1, 16)):
-                before = len(server.engine_totals_ms())
+                before, cpu_before = len(server.engine_totals_ms()), server.cpu_seconds()
                 stats = serving.load(server, image, concurrency=concurrency,
                                      requests=(100 if quick else 400) * max(1, concurrency // 4), seconds=seconds)
                 engine_ms = server.engine_totals_ms()[before:]
-                runs[concurrency].append(stats | {"engine_p50_ms": inference_p50(engine_ms)})
+                cpu_ms = 1000.0 * (server.cpu_seconds() - cpu_before) / max(1, stats["ok"])
+                runs[concurrency].append(stats | {"engine_p50_ms": inference_p50(engine_ms),
+                                                  "server_cpu_ms_per_request": cpu_ms})
         for concurrency, stats in runs.items():
             out[f"c{concurrency}"] = median_run(stats)
         out["throughput_16_vs_1"] = median_ratio([s["throughput"] for s in runs[16]], [s["throughput"] for s in runs[1]])
@@ -194,7 +196,8 @@ def _details(results: dict) -> str:
     for c in (1, 4, 16):
         s = srv[f"c{c}"]
         lines.append(f"HTTP c={c}: {s['throughput']:.1f} req/s, p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms, "
-                     f"engine p50 {s['engine_p50_ms']:.1f} ms ({s['ok']}/{s['requests']} ok)")
+                     f"engine p50 {s['engine_p50_ms']:.1f} ms, server CPU {s['server_cpu_ms_per_request']:.1f} ms "
+                     f"per request ({s['ok']}/{s['requests']} ok)")
     return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from bench.cpu import cpu_seconds
 from bench.timing import percentile
 from functions.local.emulator import free_port
 
@@ -54,6 +55,10 @@ class Server:
     def worker_pids(self) -> list[int]:
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
         return [int(p) for p in children.read_text().split()] if children.exists() else []
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds the server's processes (master and workers) have used so far."""
+        return cpu_seconds(self.proc.pid)
 
     def peak_rss_bytes(self) -> int:
         """Peak resident memory (VmHWM) of the server and its worker, the larger."""
