@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from bench.cpu import cpu_seconds
+from bench.cpu import children, cpu_seconds
 from bench.timing import percentile
 from functions.local.emulator import free_port
 
@@ -53,8 +53,7 @@ class Server:
             return json.loads(response.read())
 
     def worker_pids(self) -> list[int]:
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-        return [int(p) for p in children.read_text().split()] if children.exists() else []
+        return children(self.proc.pid)
 
     def cpu_seconds(self) -> float:
         """CPU seconds the server's processes (master and workers) have used so far."""
