@@ -196,24 +196,31 @@ class Warehouse:
                              "move it away to start a new one") from None
 
     def append(self, entries: list[dict], *, timeout_s: float = 15.0) -> None:
-        """Insert entries in one transaction, growing the table's columns first if needed."""
+        """Insert entries in one transaction (see insert) on a connection of its own."""
         if not entries:
             return
         with self.connect(read_only=False, timeout_s=timeout_s) as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                current = self._structure(con)
-                grown = structure.merge(current, structure.infer(entries[0]))
-                for entry in entries[1:]:
-                    grown = structure.merge(grown, structure.infer(entry))
-                if grown != current:
-                    self._set_structure(con, grown)
-                con.execute(f"INSERT INTO {RAW} SELECT CAST(UNNEST(?::VARCHAR[]) AS JSON)",
-                            [[_json(entry) for entry in entries]])
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+            self.insert(con, entries)
+
+    def insert(self, con, entries: list[dict]) -> None:
+        """Insert entries in one transaction on an open read-write connection, growing the
+        table's columns first if needed."""
+        if not entries:
+            return
+        con.execute("BEGIN TRANSACTION")
+        try:
+            current = self._structure(con)
+            grown = structure.merge(current, structure.infer(entries[0]))
+            for entry in entries[1:]:
+                grown = structure.merge(grown, structure.infer(entry))
+            if grown != current:
+                self._set_structure(con, grown)
+            con.execute(f"INSERT INTO {RAW} SELECT CAST(UNNEST(?::VARCHAR[]) AS JSON)",
+                        [[_json(entry) for entry in entries]])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
 
     @staticmethod
     def _structure(con):

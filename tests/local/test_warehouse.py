@@ -226,3 +226,68 @@ def test_rows_the_sink_cannot_write_at_shutdown_are_kept_for_the_next_start(stat
     Sink(Warehouse(state.warehouse), backlog=state.sink_backlog).start().stop()
     assert not state.sink_backlog.exists()
     assert Warehouse(state.warehouse).query("SELECT jsonPayload.result_id FROM run_googleapis_com_stdout")[1] == [("late",)]
+
+
+class CountingWarehouse(Warehouse):
+    """Counts read-write opens: each costs ~20 CPU-ms, so the sink should not open per flush."""
+
+    opened = 0
+
+    def connect(self, *, read_only: bool, timeout_s: float = 15.0):
+        if not read_only:
+            self.opened += 1
+        return super().connect(read_only=read_only, timeout_s=timeout_s)
+
+
+def test_a_steady_stream_shares_one_connection_per_turn(state):
+    warehouse = CountingWarehouse(state.warehouse)
+    flushes = []
+    sink = Sink(warehouse, backlog=state.sink_backlog, interval_s=0.05, hold_s=10.0,
+                on_rows=lambda rows: flushes.append(len(rows))).start()
+    opened_at_start = warehouse.opened  # setup's own
+    try:
+        for i in range(12):  # a row every 0.1 s: every flush finds one waiting
+            sink.feed(result_line(f"s{i}"))
+            time.sleep(0.1)
+    finally:
+        sink.stop()
+    assert sum(flushes) == 12 and len(flushes) >= 8
+    assert warehouse.opened - opened_at_start <= 2, (warehouse.opened, flushes)  # one turn, and stop's own
+    assert Warehouse(state.warehouse).query("SELECT COUNT(*) FROM results")[1] == [(12,)]
+
+
+STREAMER = """
+import sys, time
+sys.path.insert(0, {repo!r})
+from functions.local.sink import Sink
+from functions.local.warehouse import Warehouse
+from tests.local.test_warehouse import result_line
+sink = Sink(Warehouse({path!r}), backlog={backlog!r}, hold_s=0.5).start()
+print("ready", flush=True)
+for i in range({n}):  # the sink's own loop writes: rows never stop coming
+    sink.feed(result_line(f"t{{i}}"))
+    time.sleep(0.02)
+sink.stop()
+print("done", flush=True)
+"""
+
+
+def test_a_reader_gets_in_while_rows_keep_coming(state):
+    """The sink lets go of the file after each turn, so a reader in another process is
+    never locked out for long however steady the stream."""
+    Warehouse(state.warehouse).setup()
+    n = 250  # ~5 s of rows
+    writer = subprocess.Popen([sys.executable, "-c", STREAMER.format(repo=str(REPO), path=str(state.warehouse),
+                                                                    backlog=str(state.sink_backlog), n=n)],
+                              stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "ready"
+    wh = Warehouse(state.warehouse)
+    waits, counts = [], []
+    while writer.poll() is None:
+        asked = time.monotonic()
+        counts.append(wh.query("SELECT COUNT(*) FROM results")[1][0][0])
+        waits.append(time.monotonic() - asked)
+    assert writer.wait(timeout=60) == 0 and writer.stdout.read().strip() == "done"
+    assert counts == sorted(counts) and any(0 < count < n for count in counts), counts  # read mid-stream
+    assert max(waits) < 2.5, waits  # one turn (0.5 s) and a little, never the whole stream
+    assert wh.query("SELECT COUNT(*) FROM results")[1] == [(n,)]
