@@ -202,6 +202,8 @@ def test_a_field_keeps_its_first_type_and_names_are_case_insensitive():
     assert grown == {"a": "DOUBLE", "s": {"x": "VARCHAR", "y": "BOOLEAN"}}
     assert structure.infer({"l": [], "n": None, "o": {}}) is None
     assert structure.infer([{"a": 1}, {"b": "x"}]) == [{"a": "DOUBLE", "b": "VARCHAR"}]
+    # within one object too: the first spelling and type win; a null adds nothing yet
+    assert structure.infer({"a": 1, "A": "x", "b": None, "B": True}) == {"a": "DOUBLE", "B": "BOOLEAN"}
 
 
 HOLDER = """
