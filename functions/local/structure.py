@@ -26,18 +26,9 @@ def infer(value):
     if isinstance(value, str):
         return "VARCHAR"
     if isinstance(value, dict):
-        # One pass, as merge() would grow it key by key (merging per key copied the dict
-        # each time: quadratic, ~1 CPU-ms per result row in the sink).
-        fields, names = {}, {}
-        for key, item in value.items():
-            kind = infer(item)
-            own = names.get(key.lower())  # names differing only in case are one column
-            if own is not None:
-                fields[own] = merge(fields[own], kind)
-            elif kind is not None:
-                fields[key] = kind
-                names[key.lower()] = key
-        return fields or None
+        # One pass over the keys (growing it by merge() per key copied the dict each time:
+        # quadratic, ~1 CPU-ms per result row in the sink).
+        return _grow_fields({}, ((key, infer(item)) for key, item in value.items())) or None
     if isinstance(value, list):
         element = None
         for item in value:
@@ -53,19 +44,24 @@ def merge(first, second):
     if second is None:
         return first
     if isinstance(first, dict) and isinstance(second, dict):
-        merged = dict(first)
-        names = {name.lower(): name for name in first}  # column names are case-insensitive
-        for name, value in second.items():
-            if name.lower() in names:
-                own = names[name.lower()]
-                merged[own] = merge(first[own], value)
-            elif value is not None:
-                merged[name] = value
-                names[name.lower()] = name
-        return merged
+        return _grow_fields(dict(first), second.items())
     if isinstance(first, list) and isinstance(second, list):
         return [merge(first[0], second[0])]
     return first
+
+
+def _grow_fields(fields: dict, named) -> dict:
+    """fields (changed in place), grown by (name, structure) pairs: a name already there
+    in any case keeps its spelling and first type; an unknown (None) one adds nothing."""
+    names = {name.lower(): name for name in fields}  # column names are case-insensitive
+    for name, value in named:
+        own = names.get(name.lower())
+        if own is not None:
+            fields[own] = merge(fields[own], value)
+        elif value is not None:
+            fields[name] = value
+            names[name.lower()] = name
+    return fields
 
 
 def from_bigquery(fields: list[dict]) -> dict:
