@@ -39,8 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     serve.add_argument("--dev", action="store_true", help="Flask's single-process dev server instead of gunicorn")
 
+    from functions.backfill import cli as backfill_cli
     from functions.local import commands as local_commands
-    local_commands.add_commands(sub)
+    from functions.report import cli as report_cli
+    state = local_commands.state_parent()
+    local_commands.add_commands(sub, state)
+    backfill_cli.add_commands(sub, state)
+    report_cli.add_commands(sub, state)
     return parser
 
 
@@ -56,7 +61,26 @@ def main(argv: list[str] | None = None) -> int:
         from functions.server import serve
         return serve(args.host, args.port, dev=args.dev)
     from functions.local import commands as local_commands
-    return local_commands.run(args)
+    handler = local_commands.COMMANDS.get(args.command) or _WORKSTATION_COMMANDS[args.command]
+    return local_commands.run(handler, args)
+
+
+def _backfill(args) -> int:
+    from functions.backfill import cli
+    return cli.run(args)
+
+
+def _report(args) -> int:
+    from functions.report import cli
+    return cli.run_report(args)
+
+
+def _duplicates(args) -> int:
+    from functions.report import cli
+    return cli.run_duplicates(args)
+
+
+_WORKSTATION_COMMANDS = {"backfill": _backfill, "report": _report, "duplicates": _duplicates}
 
 
 def expand_paths(patterns: list[str]) -> list[str]:

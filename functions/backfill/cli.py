@@ -3,8 +3,8 @@ to publish, where to look for results, where to keep the checkpoint).
 
 Cloud (the default): list with google-cloud-storage, publish to the requests topic with
 google-cloud-pubsub, skip what BigQuery's `results` view already has. Local (`--local`,
-or `--state-dir DIR`): list the local stack's GCS emulator, queue the messages in its
-publish spool, skip what its DuckDB warehouse already has.
+or `--state-dir DIR`): list the running local stack's GCS emulator, publish to the
+requests topic on its Pub/Sub emulator, skip what its DuckDB warehouse already has.
 """
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ def add_commands(sub, state_parent: argparse.ArgumentParser) -> None:
         "backfill", parents=[state_parent],
         help="classify the images a bucket already holds: list, skip what has results, publish work messages",
         description="List gs://BUCKET[/PREFIX], skip images that already have a result for the model, and publish "
-                    'the rest as work messages ({"uris": [...]}) to the requests topic (or, with --local, the local '
-                    "stack's publish spool). Interrupted runs continue from their checkpoint.")
+                    'the rest as work messages ({"uris": [...]}) to the requests topic (with --local, the one on the '
+                    "local stack's Pub/Sub emulator). Interrupted runs continue from their checkpoint.")
     p.add_argument("target", metavar="gs://BUCKET[/PREFIX]", help="the bucket, or the object-name prefix, to classify")
     p.add_argument("--local", action="store_true", help="feed the local stack (also implied by --state-dir)")
     p.add_argument("--topic", default=None, help="requests topic, projects/P/topics/T (default: $BACKFILL_TOPIC, "
@@ -101,29 +101,22 @@ def _server_model_id(server_url: str) -> str | None:
 
 def _local_setup(args, target) -> dict:
     from functions.backfill import done, listing
-    from functions.backfill.publishers import SpoolPublisher
+    from functions.backfill.publishers import PubSubPublisher
     from functions.local import client
-    from functions.local.errors import not_running
     from functions.local.statedir import resolve
     state = resolve(args.state_dir)
-    info = state.running_stack()
-    model_id = args.model or os.environ.get("BACKFILL_MODEL_ID")
-    if info is not None:
-        info = client.running(state)
-        client.check_bucket(info, target.bucket)
-        endpoint = info["gcs_url"]
-        model_id = model_id or _server_model_id(info["server_url"])
-    elif os.environ.get("STORAGE_EMULATOR_HOST"):
-        endpoint = os.environ["STORAGE_EMULATOR_HOST"]
-    else:
-        raise not_running()
+    info = client.running(state)
+    client.check_bucket(info, target.bucket)
+    model_id = args.model or os.environ.get("BACKFILL_MODEL_ID") or _server_model_id(info["server_url"])
+    topic = client.requests_topic(info)
     results = done.open_results(args.results, redo_errors=args.redo_errors) if args.results \
         else done.DuckDBResults(state.warehouse, redo_errors=args.redo_errors)
     landed = done.open_results(args.results, which="any") if args.results \
         else done.DuckDBResults(state.warehouse, which="any")
-    return dict(storage=lambda: listing.storage_client(endpoint), results=results, landed=landed,
-                publisher=None if args.dry_run else SpoolPublisher(state),
-                destination=f"local:{state.root}", destination_text=f"the local stack's publish spool ({state.root})",
+    return dict(storage=lambda: listing.storage_client(info["gcs_url"]), results=results, landed=landed,
+                publisher=None if args.dry_run else PubSubPublisher(topic, emulator_host=info["pubsub_host"]),
+                destination=f"local:{state.root}",
+                destination_text=f"{topic} on the local Pub/Sub emulator ({info['pubsub_host']})",
                 model_id=model_id or builtin_model_id(),
                 checkpoint_dir=Path(args.checkpoint_dir) if args.checkpoint_dir else state.root / "backfill",
                 wait_interval_s=1.0, wait_timeout_s=args.wait_timeout or 600.0)

@@ -1,5 +1,5 @@
-"""Where work messages go: a Pub/Sub topic (the cloud), or the local stack's publish
-spool (the bridge pushes them to the local server, as the push subscription would).
+"""Where work messages go: the requests topic, in the cloud or on the local stack's
+Pub/Sub emulator (whose push subscription delivers them to the local server).
 
 publish(messages) returns only when every message of the call has been accepted or
 has failed: the runner checkpoints a page only after all its messages are out.
@@ -42,24 +42,31 @@ def topic_path(topic: str, project: str | None) -> str:
 
 
 class PubSubPublisher:
-    """google-cloud-pubsub's PublisherClient (PUBSUB_EMULATOR_HOST is honoured by the client)."""
+    """google-cloud-pubsub's PublisherClient; `emulator_host`: the local stack's Pub/Sub
+    emulator (PUBSUB_EMULATOR_HOST, when set, is honoured by the client too)."""
 
-    def __init__(self, topic: str, *, client=None):
+    def __init__(self, topic: str, *, emulator_host: str | None = None):
         self.topic = topic
         self.description = topic
-        self._client = client
+        self.emulator_host = emulator_host
+        self._client = None
 
     def client(self):
         if self._client is None:
             from google.cloud import pubsub_v1
             from google.cloud.pubsub_v1.types import (BatchSettings, LimitExceededBehavior, PublisherOptions,
                                                       PublishFlowControl)
-            self._client = pubsub_v1.PublisherClient(
+            options = dict(
                 batch_settings=BatchSettings(max_bytes=MAX_BYTES_PER_REQUEST, max_latency=MAX_LATENCY_S,
                                              max_messages=MAX_MESSAGES_PER_REQUEST),
                 publisher_options=PublisherOptions(flow_control=PublishFlowControl(
                     message_limit=MAX_OUTSTANDING_MESSAGES, byte_limit=MAX_OUTSTANDING_BYTES,
                     limit_exceeded_behavior=LimitExceededBehavior.BLOCK)))
+            if self.emulator_host:
+                from functions.local import pubsub
+                self._client = pubsub.publisher(self.emulator_host, **options)
+            else:
+                self._client = pubsub_v1.PublisherClient(**options)
         return self._client
 
     def publish(self, messages: list[tuple[list[str], bytes]]) -> Outcome:
@@ -89,31 +96,6 @@ class PubSubPublisher:
 def _describe(error: BaseException) -> str:
     message = getattr(error, "message", None) or str(error) or type(error).__name__
     return f"{type(error).__name__}: {message}"
-
-
-class SpoolPublisher:
-    """The local stack's publish spool: one queued push delivery per message."""
-
-    def __init__(self, state):
-        from functions.local.delivery_state import DeliveryState
-        self.spool = DeliveryState(state.ensure().bridge_db)
-        self.description = f"the local publish spool ({state.bridge_db})"
-
-    def publish(self, messages: list[tuple[list[str], bytes]]) -> Outcome:
-        from functions.local.messages import pubsub_push
-        outcome = Outcome(0)
-        for uris, data in messages:
-            what = f"backfill {uris[0]}" + (f" and {len(uris) - 1} more" if len(uris) > 1 else "")
-            try:
-                self.spool.enqueue(pubsub_push(data, dict(ATTRIBUTES), description=what))
-                outcome.published += 1
-            except Exception as exc:  # a locked or broken spool: reported, the page is not checkpointed
-                outcome.failed_uris += len(uris)
-                outcome.failures.append(f"{what}: {type(exc).__name__}: {exc}")
-        return outcome
-
-    def close(self) -> None:
-        pass
 
 
 def describe_message(uris: list[str], data: bytes) -> str:

@@ -1,1 +1,1 @@
-"""The embedded local stack: GCS emulator, functions server, event bridge and log sink."""
+"""The embedded local stack: the GCS and Pub/Sub emulators, the functions server and the log sink."""

@@ -1,5 +1,5 @@
-"""What the commands do against a running (or stopped) stack: upload files to its
-bucket, publish messages into the bridge's spool."""
+"""What the commands do against a running stack: upload files to its bucket, publish
+messages to its requests topic, wait for rows."""
 from __future__ import annotations
 
 import base64
@@ -10,8 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from functions.local import gcs, messages, ui
-from functions.local.delivery_state import DeliveryState
+from functions.local import gcs, pubsub, topology, ui
 from functions.local.errors import EXIT_USAGE, LocalError, not_running
 from functions.local.statedir import StateDir
 from functions.local.warehouse import Warehouse
@@ -83,21 +82,31 @@ def upload(info: dict, pairs: list[tuple[str, str]], bucket: str, *, advance=lam
     return done
 
 
-def publish_uris(state: StateDir, uris: list[str]) -> int:
-    info = state.running_stack()
+def requests_topic(info: dict) -> str:
+    return topology.topic_path(info["project"], topology.load().requests.topic)
+
+
+def _publish(info: dict, data: bytes, what: str) -> str:
+    from google.api_core.exceptions import GoogleAPICallError
+    try:
+        return pubsub.publish(info["pubsub_host"], requests_topic(info), data)
+    except (GoogleAPICallError, TimeoutError) as exc:
+        raise LocalError(f"publishing {what} to the local Pub/Sub emulator ({info['pubsub_host']}) failed: "
+                         f"{exc}") from None
+
+
+def publish_uris(info: dict, uris: list[str]) -> str:
     for uri in uris:
         try:
             target = parse_gs_uri(uri)
         except BucketeyeError as exc:
             raise LocalError(exc.message, EXIT_USAGE) from None
-        if info:
-            check_bucket(info, target.bucket)
+        check_bucket(info, target.bucket)
     data = {"uri": uris[0]} if len(uris) == 1 else {"uris": uris}
-    request = messages.pubsub_push(json.dumps(data).encode(), description="publish " + " ".join(uris))
-    return DeliveryState(state.ensure().bridge_db).enqueue(request)
+    return _publish(info, json.dumps(data).encode(), " ".join(uris))
 
 
-def publish_image(state: StateDir, path: str) -> int:
+def publish_image(info: dict, path: str) -> str:
     if not os.path.isfile(path):
         raise LocalError(f"no such file: {path}", EXIT_USAGE)
     raw = Path(path).read_bytes()
@@ -105,8 +114,7 @@ def publish_image(state: StateDir, path: str) -> int:
     if len(data) > PUBSUB_MAX_BYTES:
         raise LocalError(f"{path} is {len(raw) / 1e6:.1f} MB; inline in a Pub/Sub message (base64) it would exceed "
                          "Pub/Sub's 10 MB limit: upload it instead (`python main.py upload`)", EXIT_USAGE)
-    request = messages.pubsub_push(data, description=f"publish --image {path}")
-    return DeliveryState(state.ensure().bridge_db).enqueue(request)
+    return _publish(info, data, path)
 
 
 def wait_for_rows(warehouse: Warehouse, uploaded: list[Uploaded], *, state: StateDir, failure=None,
@@ -133,5 +141,5 @@ def wait_for_rows(warehouse: Warehouse, uploaded: list[Uploaded], *, state: Stat
             if time.monotonic() > deadline:
                 missing = ", ".join(sorted(uri for uri, generation in wanted if (uri, generation) not in landed))
                 raise LocalError(f"no row after {timeout_s:.0f} s for: {missing}. See {state.logs / 'server.log'} "
-                                 f"and {state.dead_letters}")
+                                 "and `python main.py dead-letters`")
             time.sleep(0.2)

@@ -1,5 +1,5 @@
 """Local-stack commands for `python main.py` (up, down, demo, upload, publish, query,
-results, replay-dead-letters). Problems the user can fix end as one clear line on
+results, dead-letters, replay-dead-letters). Problems the user can fix end as one clear line on
 stderr and an exit code (1 failed, 2 usage), never a traceback."""
 from __future__ import annotations
 
@@ -34,19 +34,27 @@ def _bucket_name(text: str) -> str:
     return text
 
 
-def add_commands(sub) -> None:
-    """Register this module's subcommands on the main parser's subparsers."""
-    from functions.local.defaults import DEFAULT_BUCKET, DEFAULT_GCS_PORT, DEFAULT_PORT
+def state_parent() -> argparse.ArgumentParser:
+    """The --state-dir flag every command on the local state shares."""
     state = argparse.ArgumentParser(add_help=False)
     state.add_argument("--state-dir", default=None, metavar="DIR",
                        help="where the local stack keeps everything (default: $BUCKETEYE_STATE_DIR or .state/)")
+    return state
+
+
+def add_commands(sub, state: argparse.ArgumentParser) -> None:
+    """Register this module's subcommands on the main parser's subparsers."""
+    from functions.local.defaults import DEFAULT_BUCKET, DEFAULT_GCS_PORT, DEFAULT_PORT, DEFAULT_PUBSUB_PORT
     stack = argparse.ArgumentParser(add_help=False)
     stack.add_argument("--port", type=_port, default=None, help=f"functions server port (default {DEFAULT_PORT})")
     stack.add_argument("--gcs-port", type=_port, default=None, help=f"GCS emulator port (default {DEFAULT_GCS_PORT})")
+    stack.add_argument("--pubsub-port", type=_port, default=None,
+                       help=f"Pub/Sub emulator port (default {DEFAULT_PUBSUB_PORT})")
     stack.add_argument("--bucket", dest="buckets", action="append", default=[], metavar="NAME", type=_bucket_name,
-                       help=f"another bucket to create and watch (always: {DEFAULT_BUCKET}); repeatable")
+                       help=f"another bucket to create, whose uploads are classified (always: {DEFAULT_BUCKET}); "
+                       "repeatable")
 
-    sub.add_parser("up", parents=[state, stack], help="run the local stack (GCS emulator, server, event bridge, "
+    sub.add_parser("up", parents=[state, stack], help="run the local stack (GCS and Pub/Sub emulators, server, "
                    "sink into DuckDB) until Ctrl-C")
     sub.add_parser("down", parents=[state], help="stop the local stack started by `up` on this state directory")
     demo = sub.add_parser("demo", parents=[state, stack], help="the product end to end: upload photos, classify, "
@@ -60,7 +68,7 @@ def add_commands(sub) -> None:
     upload.add_argument("--wait", action="store_true", help="wait for each upload's row and show the results")
 
     publish = sub.add_parser("publish", parents=[state], help="publish a Pub/Sub message (gs:// URIs or an inline "
-                             "image) for the local stack; delivered when the stack runs")
+                             "image) to the running local stack's requests topic")
     publish.add_argument("uris", nargs="*", metavar="gs://BUCKET/OBJECT", help="images to classify (one message)")
     publish.add_argument("--image", action="append", default=[], metavar="PATH",
                          help="an image file sent inline (base64) in its own message; repeatable")
@@ -72,19 +80,13 @@ def add_commands(sub) -> None:
     results = sub.add_parser("results", parents=[state], help="the latest rows of the results view")
     results.add_argument("--limit", type=positive_int, default=20)
 
-    sub.add_parser("replay-dead-letters", parents=[state], help="send the dead-lettered deliveries again")
-
-    from functions.backfill import cli as backfill_cli
-    from functions.report import cli as report_cli
-    backfill_cli.add_commands(sub, state)
-    report_cli.add_commands(sub, state)
+    sub.add_parser("dead-letters", parents=[state], help="list the messages the dead-letter topics hold")
+    sub.add_parser("replay-dead-letters", parents=[state], help="publish the dead letters again to the topics they "
+                   "came from")
 
 
-def run(args) -> int:
-    """Run a subcommand registered by add_commands; 2 (usage) for anything unknown."""
-    handler = COMMANDS.get(args.command)
-    if handler is None:
-        return EXIT_USAGE
+def run(handler, args) -> int:
+    """Run a command's handler: problems the user can fix become one line and an exit code."""
     from rich.markup import escape
 
     from functions.local.ui import errors
@@ -105,17 +107,19 @@ def _state(args):
 def _config(args, *, any_free_port: bool = False):
     """The stack's settings from the flags. any_free_port: a default port that is taken is
     swapped for a free one (the demo needs no fixed address; `up` does, and says so)."""
-    from functions.local.defaults import DEFAULT_BUCKET, DEFAULT_GCS_PORT, DEFAULT_PORT
+    from functions.local.defaults import DEFAULT_BUCKET, DEFAULT_GCS_PORT, DEFAULT_PORT, DEFAULT_PUBSUB_PORT
     from functions.local.emulator import free_port
     from functions.local.stack import StackConfig, port_is_free
     ports = []
-    for given, default in ((args.port, DEFAULT_PORT), (args.gcs_port, DEFAULT_GCS_PORT)):
+    for given, default in ((args.port, DEFAULT_PORT), (args.gcs_port, DEFAULT_GCS_PORT),
+                           (args.pubsub_port, DEFAULT_PUBSUB_PORT)):
         port = default if given is None else given
         if given is None and any_free_port and not port_is_free(port):
             port = free_port()
         ports.append(port)
     buckets = tuple(dict.fromkeys([DEFAULT_BUCKET, *args.buckets]))
-    return StackConfig(state=_state(args).ensure(), port=ports[0], gcs_port=ports[1], buckets=buckets)
+    return StackConfig(state=_state(args).ensure(), port=ports[0], gcs_port=ports[1], pubsub_port=ports[2],
+                       buckets=buckets)
 
 
 def _log_to_file(state) -> None:
@@ -207,17 +211,15 @@ def cmd_publish(args) -> int:
     from functions.local.ui import console
     if not args.uris and not args.image:
         raise LocalError("publish what? give gs:// URIs or --image PATH", EXIT_USAGE)
-    state = _state(args)
-    queued = []
+    info = client.running(_state(args))
+    published = []
     if args.uris:
-        queued.append((" ".join(args.uris), client.publish_uris(state, args.uris)))
+        published.append((" ".join(args.uris), client.publish_uris(info, args.uris)))
     for path in args.image:
-        queued.append((path, client.publish_image(state, path)))
-    running = state.running_stack() is not None
-    for what, delivery_id in queued:
-        console.print(f"queued message {delivery_id}: {what}", markup=False)
-    console.print("the running stack delivers it now: python main.py results" if running
-                  else "the stack is not running: the message is delivered when it starts (python main.py up)")
+        published.append((path, client.publish_image(info, path)))
+    for what, message_id in published:
+        console.print(f"published message {message_id} to {client.requests_topic(info)}: {what}", markup=False)
+    console.print("the push subscription delivers it now: python main.py results")
     return 0
 
 
@@ -254,40 +256,37 @@ def cmd_results(args) -> int:
     return _print_query(RESULTS_SQL.format(limit=args.limit), _state(args), title="latest results")
 
 
-def cmd_replay(args) -> int:
-    from functions.local.dead_letters import DeadLetters
-    from functions.local.delivery_state import DeliveryState
-    from functions.local.ui import console
-    state = _state(args)
-    outcomes = DeadLetters(state.dead_letters).replay(DeliveryState(state.ensure().bridge_db))
-    if not outcomes:
+def cmd_dead_letters(args) -> int:
+    from functions.local import client, dead_letters, topology
+    from functions.local.ui import console, table
+    info = client.running(_state(args))
+    letters = dead_letters.read(topology.load(), host=info["pubsub_host"], project=info["project"])
+    if not letters:
         console.print("no dead letters")
         return 0
-    for record, outcome in outcomes:
-        console.print(f"{outcome}: {record['description']} (was: {record['cause']})", markup=False)
-    running = state.running_stack() is not None
-    console.print(f"{len(outcomes)} dead letter(s) replayed; "
-                  + ("the running stack sends them now" if running else "sent when the stack starts (python main.py up)"))
+    console.print(table(["topic", "message", "attempts", "published", "what"],
+                        [(letter.source.dead_letter_topic, letter.message_id, letter.attempts, letter.publish_time,
+                          letter.description) for letter in letters], title="dead letters"))
+    console.print(f"{len(letters)} dead letter(s); `python main.py replay-dead-letters` publishes them again")
     return 0
 
 
+def cmd_replay(args) -> int:
+    from functions.local import client, dead_letters, topology
+    from functions.local.ui import console
+    info = client.running(_state(args))
+    outcomes = dead_letters.replay(topology.load(), host=info["pubsub_host"], project=info["project"])
+    if not outcomes:
+        console.print("no dead letters")
+        return 0
+    for letter, outcome in outcomes:
+        console.print(f"{letter.description}: {outcome}", markup=False)
+    failed = sum(1 for _, outcome in outcomes if outcome.startswith("not replayed"))
+    console.print(f"{len(outcomes) - failed} dead letter(s) published again to their topics"
+                  + (f"; {failed} could not be and stay dead-lettered" if failed else ""))
+    return 1 if failed else 0
+
+
 COMMANDS = {"up": cmd_up, "down": cmd_down, "demo": cmd_demo, "upload": cmd_upload, "publish": cmd_publish,
-            "query": cmd_query, "results": cmd_results, "replay-dead-letters": cmd_replay}
-
-
-def cmd_backfill(args) -> int:
-    from functions.backfill import cli
-    return cli.run(args)
-
-
-def cmd_report(args) -> int:
-    from functions.report import cli
-    return cli.run_report(args)
-
-
-def cmd_duplicates(args) -> int:
-    from functions.report import cli
-    return cli.run_duplicates(args)
-
-
-COMMANDS.update({"backfill": cmd_backfill, "report": cmd_report, "duplicates": cmd_duplicates})
+            "query": cmd_query, "results": cmd_results, "dead-letters": cmd_dead_letters,
+            "replay-dead-letters": cmd_replay}

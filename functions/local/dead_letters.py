@@ -1,77 +1,119 @@
-"""The dead-letter file: one JSON line per delivery that failed every attempt, with the
-cause (last status and body, or the connection error) and the request itself, so
-`python main.py replay-dead-letters` can send it again."""
+"""Dead letters are what the dead-letter topics hold: messages whose push kept failing
+until the subscription's max_delivery_attempts. Each dead-letter topic has a pull
+subscription (as in infra/), which `dead-letters` reads without consuming and
+`replay-dead-letters` empties by publishing every message again to the topic it came from."""
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-from contextlib import contextmanager
-from datetime import datetime, timezone
-from pathlib import Path
+from dataclasses import dataclass
 
-from functions.local.delivery_state import Delivery, DeliveryState
-from functions.local.messages import Request
+from functions.local import pubsub
+from functions.local.topology import Source, Topology, subscription_path, topic_path
 
-MAX_BODY_CHARS = 4000
+# Attributes Pub/Sub adds when it dead-letters a message; a replay leaves them off.
+DEAD_LETTER_PREFIX = "CloudPubSubDeadLetter"
+LEASE_S = 60  # how long a read keeps the messages it saw from being pulled again
+PULL_TIMEOUT_S = 5.0
 
 
-class DeadLetters:
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._lock_path = self.path.with_name(self.path.name + ".lock")
+@dataclass
+class DeadLetter:
+    source: Source
+    ack_id: str
+    message_id: str
+    data: bytes
+    attributes: dict        # as first published
+    attempts: str | None    # deliveries before it was dead-lettered
+    publish_time: str
 
-    @contextmanager
-    def _locked(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_path, "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    @property
+    def description(self) -> str:
+        attrs = self.attributes
+        if attrs.get("bucketId") and attrs.get("objectId"):
+            return f"gs://{attrs['bucketId']}/{attrs['objectId']}#{attrs.get('objectGeneration', '')}"
+        try:
+            body = json.loads(self.data)
+        except ValueError:
+            return f"a {len(self.data)}-byte message"
+        if isinstance(body, dict) and isinstance(body.get("uri"), str):
+            return body["uri"]
+        if isinstance(body, dict) and isinstance(body.get("uris"), list) and body["uris"]:
+            more = len(body["uris"]) - 1
+            return str(body["uris"][0]) + (f" and {more} more" if more else "")
+        if isinstance(body, dict) and body.get("key"):
+            return f"inline image {body['key']}"
+        return f"a {len(self.data)}-byte message"
 
-    def append(self, delivery: Delivery, *, status: int | None, body: str | None, error: str | None) -> dict:
-        record = {
-            "delivery_id": delivery.id,
-            "dead_lettered_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "kind": delivery.kind,
-            "description": delivery.description,
-            "attempts": delivery.attempts,
-            "cause": {"status": status, "body": (body or "")[:MAX_BODY_CHARS] or None, "error": error},
-            "request": {"route": delivery.route, "headers": delivery.headers,
-                        "body": delivery.body.decode("utf-8", "replace")},
-        }
-        with self._locked(), open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        return record
 
-    def read(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def _pull_all(client, project: str, source: Source) -> list[DeadLetter]:
+    from google.api_core.exceptions import DeadlineExceeded
+    name = subscription_path(project, source.dead_letter_subscription)
+    letters: list[DeadLetter] = []
+    while True:
+        try:
+            answer = client.pull(subscription=name, max_messages=100, timeout=PULL_TIMEOUT_S)
+        except DeadlineExceeded:
+            break
+        if not answer.received_messages:
+            break
+        ack_ids = [item.ack_id for item in answer.received_messages]
+        client.modify_ack_deadline(subscription=name, ack_ids=ack_ids, ack_deadline_seconds=LEASE_S)
+        for item in answer.received_messages:
+            message = item.message
+            attributes = dict(message.attributes)
+            letters.append(DeadLetter(
+                source, item.ack_id, message.message_id, bytes(message.data),
+                {k: v for k, v in attributes.items() if not k.startswith(DEAD_LETTER_PREFIX)},
+                attributes.get(f"{DEAD_LETTER_PREFIX}SourceDeliveryCount"), message.publish_time.isoformat()))
+    return letters
 
-    def replay(self, state: DeliveryState) -> list[tuple[dict, str]]:
-        """Queue every dead letter again and empty the file; returns (record, outcome) pairs."""
-        outcomes = []
-        with self._locked():
-            if not self.path.exists():
-                return []
-            kept = []
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                if not line.strip():
-                    continue
+
+def read(topology: Topology, *, host: str, project: str) -> list[DeadLetter]:
+    """Every dead letter, left where it is."""
+    client = pubsub.subscriber(host)
+    try:
+        letters = [letter for source in topology.sources.values() for letter in _pull_all(client, project, source)]
+        _release(client, project, letters)
+        return letters
+    finally:
+        pubsub.close(client)
+
+
+def replay(topology: Topology, *, host: str, project: str) -> list[tuple[DeadLetter, str]]:
+    """Publish every dead letter again to its source topic, then acknowledge it (a letter
+    whose publish failed stays); returns (letter, new message id or the error)."""
+    client = pubsub.subscriber(host)
+    publisher = pubsub.publisher(host)
+    outcomes = []
+    try:
+        for source in topology.sources.values():
+            letters = _pull_all(client, project, source)
+            futures = [(letter, publisher.publish(topic_path(project, source.topic), letter.data,
+                                                  **letter.attributes)) for letter in letters]
+            done, failed = [], []
+            for letter, future in futures:
                 try:
-                    record = json.loads(line)
-                    request = Request(record["kind"], record["request"]["route"], record["request"]["headers"],
-                                      record["request"]["body"].encode("utf-8"), record["description"])
-                except (ValueError, KeyError, TypeError, AttributeError):
-                    kept.append(line)  # unreadable: leave it for a person to look at
-                    continue
-                outcomes.append((record, state.requeue(record.get("delivery_id"), request)))
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-            os.replace(tmp, self.path)
-        return outcomes
+                    outcomes.append((letter, future.result(timeout=30)))
+                    done.append(letter)
+                except Exception as exc:  # noqa: BLE001 - reported per letter; it stays dead-lettered
+                    outcomes.append((letter, f"not replayed: {type(exc).__name__}: {exc}"))
+                    failed.append(letter)
+            if done:
+                client.acknowledge(subscription=subscription_path(project, source.dead_letter_subscription),
+                                   ack_ids=[letter.ack_id for letter in done])
+            _release(client, project, failed)
+    finally:
+        publisher.stop()
+        pubsub.close(publisher)
+        pubsub.close(client)
+    return outcomes
+
+
+def _release(client, project: str, letters: list[DeadLetter]) -> None:
+    """Make leased letters pullable again at once."""
+    by_source: dict[str, list[str]] = {}
+    for letter in letters:
+        by_source.setdefault(letter.source.dead_letter_subscription, []).append(letter.ack_id)
+    for name, ack_ids in by_source.items():
+        client.modify_ack_deadline(subscription=subscription_path(project, name), ack_ids=ack_ids,
+                                   ack_deadline_seconds=0)

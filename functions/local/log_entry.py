@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 from shared import APP_NAME
 
-from functions.local.messages import PROJECT
+from functions.local.defaults import PROJECT
 
 SERVICE = "bucketeye"
 LOG_NAME = f"projects/{PROJECT}/logs/run.googleapis.com%2Fstdout"

@@ -12,7 +12,7 @@ from pathlib import Path
 import requests
 
 from functions.local.errors import LocalError
-from functions.local.messages import PROJECT
+from functions.local.defaults import PROJECT
 from functions.routes import HEALTH_ROUTE
 
 MAIN = Path(__file__).resolve().parents[2] / "main.py"
@@ -37,7 +37,7 @@ class FunctionsServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             # Its own session: a Ctrl-C in the terminal reaches the stack, which stops the
-            # server after the bridge, so nothing is cut off mid-delivery.
+            # server after the emulators, so nothing is cut off mid-delivery.
             self.process = subprocess.Popen(
                 [sys.executable, str(MAIN), "serve", "--host", self.host, "--port", str(self.port)],
                 stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=self.env,

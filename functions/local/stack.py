@@ -1,7 +1,11 @@
-"""The local stack: GCS emulator, functions server, local sink and event bridge, on
-loopback, with all state in one directory. Started in that order (each part needs the
-one before), stopped in reverse: the bridge stops sending, the server finishes what it
-has, the sink writes the server's last lines, the emulator goes last."""
+"""The local stack, wired as infra/ wires the cloud: fake-gcs-server publishes each new
+object's notification to the uploads topic of Google's Pub/Sub emulator; push
+subscriptions (retry policy, dead-letter topic) deliver notifications and published work
+to the functions server; the sink writes the server's result lines into DuckDB.
+
+Started so that nothing is published before it can be delivered (Pub/Sub and its
+topology, then storage, the sink, the server), stopped so that nothing new arrives while
+the rest finishes: storage, then Pub/Sub, the server, the sink."""
 from __future__ import annotations
 
 import os
@@ -9,13 +13,12 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from functions.local import gcs
-from functions.local.bridge import Bridge, RetryPolicy
-from functions.local.dead_letters import DeadLetters
-from functions.local.defaults import DEFAULT_BUCKET, DEFAULT_GCS_PORT, DEFAULT_PORT, HOST
-from functions.local.delivery_state import DeliveryState
-from functions.local.emulator import GcsEmulator
+from functions.local import gcs, pubsub, topology
+from functions.local.defaults import (DEFAULT_BUCKET, DEFAULT_GCS_PORT, DEFAULT_PORT, DEFAULT_PUBSUB_PORT, HOST,
+                                      PROJECT)
+from functions.local.emulator import GcsEmulator, Notify
 from functions.local.errors import LocalError
+from functions.local.pubsub_emulator import PubSubEmulator
 from functions.local.server_process import FunctionsServer
 from functions.local.sink import Sink
 from functions.local.statedir import StackLock, StateDir, write_json_atomic
@@ -27,11 +30,14 @@ class StackConfig:
     state: StateDir
     port: int = DEFAULT_PORT
     gcs_port: int = DEFAULT_GCS_PORT
+    pubsub_port: int = DEFAULT_PUBSUB_PORT
     buckets: tuple[str, ...] = (DEFAULT_BUCKET,)
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    poll_interval_s: float = 1.0  # the watcher's sweep; the guard announces new objects at once
     server_env: dict = field(default_factory=dict)
-    sender_workers: int = 8  # deliveries the bridge keeps in flight at once
+    topology: topology.Topology = field(default_factory=topology.load)
+    # A Pub/Sub emulator already running (host:port) to use instead of starting one: tests
+    # share one per session, each stack in a project of its own.
+    pubsub_host: str | None = None
+    project: str = PROJECT
 
 
 def port_is_free(port: int) -> bool:
@@ -51,27 +57,34 @@ def check_port_free(port: int, what: str, flag: str) -> None:
 
 
 class Stack:
-    def __init__(self, config: StackConfig, *, on_rows=None, on_outcome=None):
+    def __init__(self, config: StackConfig, *, on_rows=None):
         self.config = config
         self.state = config.state
+        self.topology = config.topology
         self.on_rows = on_rows
-        self.on_outcome = on_outcome
         self.lock = StackLock(self.state)
+        self.pubsub_emulator: PubSubEmulator | None = None
+        self.pubsub_host: str | None = config.pubsub_host
         self.emulator: GcsEmulator | None = None
         self.server: FunctionsServer | None = None
         self.sink: Sink | None = None
-        self.bridge: Bridge | None = None
         self.warehouse = Warehouse(self.state.warehouse)
-        self.delivery_state: DeliveryState | None = None
-        self.dead_letters = DeadLetters(self.state.dead_letters)
         self.started_at: float | None = None
+
+    @property
+    def server_url(self) -> str:
+        return f"http://{HOST}:{self.config.port}"
 
     @property
     def info(self) -> dict:
         """The card other commands read (stack.json) to find the running stack."""
         return {"pid": os.getpid(), "gcs_url": self.emulator.url, "server_url": self.server.url,
+                "pubsub_host": self.pubsub_host, "project": self.config.project,
                 "buckets": list(self.config.buckets), "warehouse": str(self.state.warehouse),
                 "started_at": self.started_at}
+
+    def topic(self, source: str) -> str:
+        return topology.topic_path(self.config.project, self.topology.sources[source].topic)
 
     def start(self, status=lambda text: None) -> "Stack":
         cfg = self.config
@@ -79,9 +92,18 @@ class Stack:
         try:
             check_port_free(cfg.gcs_port, "GCS emulator", "--gcs-port")
             check_port_free(cfg.port, "functions server", "--port")
+            if self.pubsub_host is None:
+                check_port_free(cfg.pubsub_port, "Pub/Sub emulator", "--pubsub-port")
+                status("starting the Pub/Sub emulator")
+                self.pubsub_emulator = PubSubEmulator(self.state.pubsub, host=HOST, port=cfg.pubsub_port,
+                                                      log_path=self.state.logs / "pubsub-emulator.log").start()
+                self.pubsub_host = self.pubsub_emulator.host
+            status("creating topics and subscriptions")
+            pubsub.create(self.topology, host=self.pubsub_host, project=cfg.project, push_url=self.server_url)
             status("starting the GCS emulator")
             self.emulator = GcsEmulator(self.state.gcs, host=HOST, port=cfg.gcs_port,
-                                        log_path=self.state.logs / "gcs-emulator.log", new_session=True)
+                                        log_path=self.state.logs / "gcs-emulator.log", new_session=True,
+                                        notify=Notify(self.pubsub_host, cfg.project, self.topology.uploads.topic))
             try:
                 self.emulator.start()
             except RuntimeError as exc:
@@ -91,17 +113,11 @@ class Stack:
             status("opening the warehouse")
             self.sink = Sink(self.warehouse, backlog=self.state.sink_backlog, on_rows=self.on_rows).start()
             status("starting the functions server")
+            server_env = {"SKIP_PREFIXES": ",".join(self.topology.skip_prefixes), **cfg.server_env}
             self.server = FunctionsServer(host=HOST, port=cfg.port, gcs_url=self.emulator.url, buckets=cfg.buckets,
-                                          log_path=self.state.logs / "server.log", extra_env=cfg.server_env)
+                                          log_path=self.state.logs / "server.log", extra_env=server_env)
             self.sink.attach(self.server.start().stdout)
             self.server.wait_healthy(on_wait=lambda s: status(f"functions server: {s} (loading the model)"))
-            status("starting the event bridge")
-            self.delivery_state = DeliveryState(self.state.bridge_db)
-            self.bridge = Bridge(gcs_url=self.emulator.url, target_url=self.server.url, buckets=cfg.buckets,
-                                 state=self.delivery_state, dead_letters=self.dead_letters, retry=cfg.retry,
-                                 poll_interval_s=cfg.poll_interval_s, on_outcome=self.on_outcome,
-                                 workers=cfg.sender_workers).start()
-            self.emulator.announce_to(self.bridge.watcher.announce)
             self.started_at = time.time()
             write_json_atomic(self.state.stack_info, self.info)
         except BaseException:
@@ -111,6 +127,8 @@ class Stack:
 
     def failure(self) -> str | None:
         """What died, if a part of the stack stopped on its own."""
+        if self.pubsub_emulator is not None and not self.pubsub_emulator.alive():
+            return f"the Pub/Sub emulator stopped; see {self.state.logs / 'pubsub-emulator.log'}"
         if self.emulator is not None and not self.emulator.alive():
             return f"the GCS emulator stopped; see {self.state.logs / 'gcs-emulator.log'}"
         if self.server is not None and not self.server.alive():
@@ -121,19 +139,18 @@ class Stack:
         if not self.lock.held:
             return
         self.state.stack_info.unlink(missing_ok=True)
-        if self.bridge is not None:
-            self.emulator.announce_to(None)
-            self.bridge.stop()
-            self.bridge = None
-        if self.delivery_state is not None:
-            self.delivery_state.close()  # reopened on next use (tests read counts after a stop)
+        if self.emulator is not None:
+            self.emulator.stop()
+        if self.pubsub_emulator is not None:
+            self.pubsub_emulator.stop()
+            self.pubsub_emulator = None
+        elif self.pubsub_host is not None:  # a shared emulator: no push may outlive this server
+            pubsub.delete_push_subscriptions(self.topology, host=self.pubsub_host, project=self.config.project)
         if self.server is not None:
             self.server.stop()
         if self.sink is not None:
             self.sink.stop()
             self.sink = None
-        if self.emulator is not None:
-            self.emulator.stop()
         self.lock.release()
 
     def __enter__(self):

@@ -25,10 +25,9 @@ def resolve(path: str | os.PathLike | None = None) -> "StateDir":
 class StateDir:
     root: Path
 
-    gcs = property(lambda self: self.root / "gcs")                       # fake-gcs-server's objects
+    gcs = property(lambda self: self.root / "gcs")                       # fake-gcs-server's working directory
+    pubsub = property(lambda self: self.root / "pubsub")                 # the Pub/Sub emulator's data directory
     logs = property(lambda self: self.root / "logs")                     # emulator, server and stack logs
-    bridge_db = property(lambda self: self.root / "bridge.sqlite")       # delivery state + publish spool
-    dead_letters = property(lambda self: self.root / "dead-letters.jsonl")
     warehouse = property(lambda self: self.root / "bucketeye.duckdb")    # the local BigQuery dataset
     sink_backlog = property(lambda self: self.root / "sink-backlog.jsonl")
     stack_info = property(lambda self: self.root / "stack.json")

@@ -63,6 +63,7 @@ def stack_card(info: dict, state_root) -> Panel:
     buckets = ", ".join(f"gs://{b}" for b in info["buckets"])
     body = Text(f"functions server   {info['server_url']}   (upload page: {info['server_url']}/)\n"
             f"GCS emulator       {info['gcs_url']}   buckets: {buckets}\n"
+            f"Pub/Sub emulator   {info['pubsub_host']}   project: {info['project']}\n"
             f"warehouse          {info['warehouse']}\n"
             f"state              {state_root}\n\n"
             "try, in another terminal:\n"

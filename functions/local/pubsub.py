@@ -1,0 +1,90 @@
+"""google-cloud-pubsub against the Pub/Sub emulator: clients on an insecure loopback
+channel (as PUBSUB_EMULATOR_HOST would give, without changing this process's
+environment), and the topology of infra/ created on the emulator."""
+from __future__ import annotations
+
+from functions.local.topology import Topology, subscription_path, topic_path
+
+
+def publisher(host: str, **options):
+    import grpc
+    from google.cloud import pubsub_v1
+    from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+    return pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(channel=grpc.insecure_channel(host)), **options)
+
+
+def subscriber(host: str):
+    import grpc
+    from google.cloud import pubsub_v1
+    from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+    return pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(host)))
+
+
+def close(client) -> None:
+    client.transport.close()
+
+
+def create(topology: Topology, *, host: str, project: str, push_url: str) -> None:
+    """Topics, dead-letter topics with their pull subscriptions, and push subscriptions to
+    `push_url` + each source's route, with infra's retry and dead-letter policy. Anything
+    already there (a stack restarted on a running emulator) is replaced."""
+    from google.api_core.exceptions import AlreadyExists, NotFound
+    from google.protobuf import duration_pb2
+    from google.pubsub_v1 import types
+    topics, subs = publisher(host), subscriber(host)
+    try:
+        for source in topology.sources.values():
+            for name in (source.topic, source.dead_letter_topic):
+                try:
+                    topics.create_topic(name=topic_path(project, name))
+                except AlreadyExists:
+                    pass
+            keep = types.Subscription(name=subscription_path(project, source.dead_letter_subscription),
+                                      topic=topic_path(project, source.dead_letter_topic),
+                                      ack_deadline_seconds=topology.dead_letter_ack_deadline_s)
+            retry = topology.retry
+            push = types.Subscription(
+                name=subscription_path(project, source.push_subscription), topic=topic_path(project, source.topic),
+                ack_deadline_seconds=retry.ack_deadline_s,
+                push_config=types.PushConfig(push_endpoint=push_url.rstrip("/") + source.route),
+                retry_policy=types.RetryPolicy(
+                    minimum_backoff=duration_pb2.Duration(seconds=int(retry.minimum_backoff_s),
+                                                          nanos=int(retry.minimum_backoff_s % 1 * 1e9)),
+                    maximum_backoff=duration_pb2.Duration(seconds=int(retry.maximum_backoff_s),
+                                                          nanos=int(retry.maximum_backoff_s % 1 * 1e9))),
+                dead_letter_policy=types.DeadLetterPolicy(
+                    dead_letter_topic=topic_path(project, source.dead_letter_topic),
+                    max_delivery_attempts=retry.max_delivery_attempts))
+            for subscription in (keep, push):
+                try:
+                    subs.delete_subscription(subscription=subscription.name)
+                except NotFound:
+                    pass
+                subs.create_subscription(request=subscription)
+    finally:
+        close(topics)
+        close(subs)
+
+
+def publish(host: str, topic: str, data: bytes, attributes: dict | None = None, *, timeout_s: float = 30.0) -> str:
+    """Publish one message and wait for its id."""
+    client = publisher(host)
+    try:
+        return client.publish(topic, data, **(attributes or {})).result(timeout=timeout_s)
+    finally:
+        client.stop()
+        close(client)
+
+
+def delete_push_subscriptions(topology: Topology, *, host: str, project: str) -> None:
+    """A stopped stack's push subscriptions, so a shared emulator pushes nothing more to its port."""
+    from google.api_core.exceptions import NotFound
+    subs = subscriber(host)
+    try:
+        for source in topology.sources.values():
+            try:
+                subs.delete_subscription(subscription=subscription_path(project, source.push_subscription))
+            except NotFound:
+                pass
+    finally:
+        close(subs)
