@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install model test browser infra-check demo bench clean
+.PHONY: install model test browser pubsub-emulator infra-check demo bench clean
 
 install: $(STAMP)
 
@@ -19,8 +19,13 @@ model: install
 	$(PY) main.py model
 
 ## The main job, locally: photos into a local bucket, classified, logged, sunk into DuckDB, queried in SQL.
-demo: model
+## The stack starts Google's Pub/Sub emulator itself and stops it at the end.
+demo: pubsub-emulator model
 	$(PY) main.py demo
+
+## Google's Pub/Sub emulator is installed (Debian: google-cloud-cli-pubsub-emulator): else one line, and stop.
+pubsub-emulator:
+	@$(PYTHON) -m functions.local.pubsub_emulator
 
 ## Headless Chromium for the upload-page test (Debian's package; needs root or sudo).
 browser:
@@ -28,8 +33,8 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-## Run every test: the Python suite, then the offline checks of infra/.
-test: install browser
+## Run every test: the Python suite (it starts and stops one Pub/Sub emulator), then the offline checks of infra/.
+test: pubsub-emulator install browser
 	$(PY) -m pytest -q
 	infra/check.sh
 

@@ -1,19 +1,113 @@
 """Fixtures for the backfill tests: a real GCS emulator holding a bucket of images (and
-some objects that are not), a fake Pub/Sub Publisher on loopback, and the CLI run in
-this process with the environment the cloud path reads."""
+some objects that are not), the requests topic on the session's real Pub/Sub emulator
+with a pull subscription recording what is published to it, and the CLI run in this
+process with the environment the cloud path reads."""
 from __future__ import annotations
 
 import io
+import json
+from dataclasses import dataclass
 
 import pytest
 from PIL import Image
 
+from functions.local import pubsub
 from functions.local.emulator import GcsEmulator, free_port
 from functions.local.gcs import client as gcs_client
-from tests.backfill.fake_pubsub import FakePublisher
 
 BUCKET = "archive"
-TOPIC = "projects/p/topics/bucketeye-requests"
+TOPIC = "projects/backfill-tests/topics/bucketeye-requests"
+
+
+@dataclass
+class Received:
+    topic: str
+    data: bytes
+    attributes: dict
+    message_id: str
+
+    @property
+    def uris(self) -> list[str]:
+        return json.loads(self.data)["uris"]
+
+
+class TopicRecorder:
+    """A topic on the Pub/Sub emulator and a pull subscription of ours on it: everything
+    published to the topic, read back as the emulator stored it."""
+
+    def __init__(self, host: str, topic: str, *, own_topic: bool = True):
+        self.host, self.topic, self.own_topic = host, topic, own_topic
+        project, name = topic.split("/")[1], topic.split("/")[3]
+        self.subscription = f"projects/{project}/subscriptions/{name}-recorder"
+        self._client = pubsub.subscriber(host)
+        self._received: list[Received] = []
+
+    def start(self) -> "TopicRecorder":
+        if self.own_topic:
+            self.create_topic()
+        else:
+            self._subscribe()
+        return self
+
+    def create_topic(self) -> None:
+        publisher = pubsub.publisher(self.host)
+        try:
+            publisher.create_topic(name=self.topic)
+        finally:
+            pubsub.close(publisher)
+        self._subscribe()
+
+    def _subscribe(self) -> None:
+        from google.api_core.exceptions import NotFound
+        try:
+            self._client.delete_subscription(subscription=self.subscription)
+        except NotFound:
+            pass
+        self._client.create_subscription(name=self.subscription, topic=self.topic)
+
+    def delete_topic(self) -> None:
+        """From now on a publish answers NOT_FOUND (what was published before is kept here)."""
+        self._drain()
+        publisher = pubsub.publisher(self.host)
+        try:
+            publisher.delete_topic(topic=self.topic)
+        finally:
+            pubsub.close(publisher)
+
+    def _drain(self) -> None:
+        while True:
+            answer = self._client.pull(subscription=self.subscription, max_messages=1000, return_immediately=True,
+                                       timeout=10)
+            if not answer.received_messages:
+                return
+            for item in answer.received_messages:
+                message = item.message
+                self._received.append(Received(self.topic, bytes(message.data), dict(message.attributes),
+                                               message.message_id))
+            self._client.acknowledge(subscription=self.subscription,
+                                     ack_ids=[item.ack_id for item in answer.received_messages])
+
+    @property
+    def messages(self) -> list[Received]:
+        self._drain()
+        return list(self._received)
+
+    def uris(self) -> list[str]:
+        return [uri for m in self.messages for uri in m.uris]
+
+    def clear(self) -> None:
+        self._drain()
+        self._received.clear()
+
+    def stop(self) -> None:
+        from google.api_core.exceptions import NotFound
+        for delete in (lambda: self._client.delete_subscription(subscription=self.subscription),
+                       lambda: self.delete_topic() if self.own_topic else None):
+            try:
+                delete()
+            except NotFound:
+                pass
+        pubsub.close(self._client)
 
 
 def png(seed: int) -> bytes:
@@ -51,16 +145,16 @@ def bucket(emulator):
 
 
 @pytest.fixture()
-def publisher():
-    fake = FakePublisher([TOPIC]).start()
-    yield fake
-    fake.stop()
+def publisher(pubsub_emulator):
+    recorder = TopicRecorder(pubsub_emulator.host, TOPIC).start()
+    yield recorder
+    recorder.stop()
 
 
 @pytest.fixture()
 def cloud_env(monkeypatch, emulator, publisher, tmp_path):
     """The cloud path, pointed at loopback: the storage client at the GCS emulator, the
-    PublisherClient at the fake Publisher (PUBSUB_EMULATOR_HOST: insecure channel,
+    PublisherClient at the Pub/Sub emulator (PUBSUB_EMULATOR_HOST: insecure channel,
     anonymous credentials); checkpoints in a tmp dir."""
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", publisher.host)

@@ -1,9 +1,10 @@
-"""Backfill into a running local stack, end to end: objects that were in the bucket
-before anything watched it (the bridge's watcher is stopped, so only the backfill can
-announce them) are listed from the real GCS emulator, queued as Pub/Sub push messages
-in the stack's spool, pushed to the real functions server, classified by the real
-model, logged and sunk into DuckDB; every object gets its row. A second run sends
-nothing; identical images show up as duplicates."""
+"""Backfill into a running local stack, end to end: objects stored while the bucket's
+notifications reached no subscription (the uploads push subscription is deleted, as if
+they were there before the notification existed) are listed from the real GCS emulator,
+published to the requests topic on the real Pub/Sub emulator, pushed by its subscription
+to the real functions server, classified by the real model, logged and sunk into
+DuckDB; every object gets its row. A second run sends nothing; identical images show up
+as duplicates."""
 from __future__ import annotations
 
 import importlib.util
@@ -14,14 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from functions.local import pubsub
 from functions.local.defaults import DEFAULT_BUCKET
-from functions.local.delivery_state import DeliveryState
 from functions.local.emulator import free_port
 from functions.local.gcs import client as gcs_client
 from functions.local.stack import Stack, StackConfig
 from functions.local.statedir import StateDir
 from functions.local.warehouse import Warehouse
-from tests.backfill.conftest import png
+from functions.local.topology import subscription_path
+from tests.backfill.conftest import TopicRecorder, png
 
 pytestmark = pytest.mark.functional  # real servers on loopback
 
@@ -36,17 +38,31 @@ def cli(state: StateDir, *args, timeout: float = 180) -> subprocess.CompletedPro
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack(tmp_path_factory, pubsub_emulator):
+    from tests.conftest import fresh_project
     state = StateDir(tmp_path_factory.mktemp("backfill-stack") / "state").ensure()
-    running = Stack(StackConfig(state=state, port=free_port(), gcs_port=free_port())).start()
-    running.bridge.watcher.stop()  # from here on, new objects are only announced by the backfill
+    running = Stack(StackConfig(state=state, port=free_port(), gcs_port=free_port(), pubsub_host=pubsub_emulator.host,
+                                project=fresh_project())).start()
+    subscriber = pubsub.subscriber(pubsub_emulator.host)
+    try:  # from here on, new objects reach the server only through the backfill
+        subscriber.delete_subscription(subscription=subscription_path(running.config.project,
+                                                                      running.topology.uploads.push_subscription))
+    finally:
+        pubsub.close(subscriber)
     try:
         yield running
     finally:
         running.stop()
 
 
-def test_backfill_gives_every_object_in_the_bucket_its_row(stack):
+@pytest.fixture()
+def requests_topic(stack, pubsub_emulator):
+    recorder = TopicRecorder(pubsub_emulator.host, stack.topic("requests"), own_topic=False).start()
+    yield recorder
+    recorder.stop()
+
+
+def test_backfill_gives_every_object_in_the_bucket_its_row(stack, requests_topic):
     state = stack.state
     bucket = gcs_client(stack.emulator.url).bucket(DEFAULT_BUCKET)
     uploaded = {}
@@ -63,13 +79,11 @@ def test_backfill_gives_every_object_in_the_bucket_its_row(stack):
     uploaded[f"gs://{DEFAULT_BUCKET}/{twin.name}"] = str(twin.generation)
     bucket.blob(f"{PREFIX}readme.txt").upload_from_string(b"not an image", content_type="text/plain")
 
-    spool = DeliveryState(state.bridge_db)
-    before = sum(spool.counts().values())
     run = cli(state, "backfill", f"gs://{DEFAULT_BUCKET}/{PREFIX}", "--per-message", "4", "--wait",
               "--wait-timeout", "150")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "all 10 images have their result" in run.stdout
-    assert sum(spool.counts().values()) - before == 3  # 10 URIs, 4 per message
+    assert len(requests_topic.messages) == 3  # 10 URIs, 4 per message
 
     rows = Warehouse(state.warehouse).query(
         "SELECT uri, generation, status, trigger, top_label, model_id FROM results WHERE uri LIKE ?",
@@ -86,7 +100,7 @@ def test_backfill_gives_every_object_in_the_bucket_its_row(stack):
     assert f"model {rows[0][5]}:" in again.stdout
     assert re.search(r"already classified \(skipped\)\s+10\b", again.stdout)
     assert re.search(r"published\s+0\b", again.stdout)
-    assert sum(spool.counts().values()) - before == 3
+    assert len(requests_topic.messages) == 3
 
     # The twin: one content hash under two URIs.
     dupes = cli(state, "duplicates")

@@ -64,7 +64,7 @@ def test_the_checkpoint_is_per_run_and_written_atomically(tmp_path):
 
 
 def test_messages_are_what_the_pubsub_route_parses():
-    from functions.local.messages import pubsub_push
+    from tests.events import pubsub_push
     from functions.pubsub_trigger import parse_envelope, refs_from_message
     from shared.config import Settings
     uris = [f"gs://b/photos/{i}.jpg" for i in range(7)] + ["gs://b/naïve name #1.png"]

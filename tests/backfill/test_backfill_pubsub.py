@@ -1,6 +1,6 @@
 """`python main.py backfill` on the cloud path, all on loopback: the real
 google-cloud-storage client lists the real GCS emulator, the real google-cloud-pubsub
-PublisherClient publishes over gRPC to a fake Publisher service, and the skip check
+PublisherClient publishes over gRPC to Google's Pub/Sub emulator, and the skip check
 reads a DuckDB warehouse seeded with real result rows."""
 from __future__ import annotations
 
@@ -37,7 +37,6 @@ def test_every_image_is_published_once_many_uris_per_message(cloud_env, bucket, 
     assert len(sizes) == math.ceil(10 / 4) * 2 + 1
     assert all(m.attributes == {"origin": "bucketeye-backfill"} for m in publisher.messages)
     assert all(m.topic == TOPIC for m in publisher.messages)
-    assert any(len(batch) > 1 for batch in publisher.requests), "the client batches messages per Publish call"
     out = capsys.readouterr().out
     assert "published" in out and "23" in out and "not images (skipped)" in out
     [saved] = checkpoint_files(cloud_env)
@@ -108,7 +107,7 @@ def test_an_interrupted_run_continues_from_its_checkpoint(cloud_env, bucket, pub
 
 def test_dry_run_sends_nothing_and_prices_the_work(cloud_env, bucket, publisher, monkeypatch, capsys):
     assert backfill("--dry-run", "--results", "none", "--per-message", "10") == 0
-    assert publisher.requests == []
+    assert publisher.messages == []
     assert checkpoint_files(cloud_env) == []
     out = capsys.readouterr().out
     assert "dry run: nothing was published" in out
@@ -118,7 +117,7 @@ def test_dry_run_sends_nothing_and_prices_the_work(cloud_env, bucket, publisher,
     monkeypatch.setenv("BACKFILL_COST_PER_IMAGE_USD", "0.5")
     assert backfill("--dry-run", "--results", "none") == 0
     assert "$11.50 for 23 images" in capsys.readouterr().out
-    assert publisher.requests == []
+    assert publisher.messages == []
 
 
 def test_a_publish_failure_stops_the_run_before_its_checkpoint(cloud_env, bucket, publisher, monkeypatch, capsys):
@@ -127,7 +126,7 @@ def test_a_publish_failure_stops_the_run_before_its_checkpoint(cloud_env, bucket
     def topic_deleted_after_the_first_page(*args, **kwargs):
         for number, page in enumerate(real(*args, **kwargs)):
             if number == 1:
-                publisher.topics.discard(TOPIC)  # Publish now answers NOT_FOUND (permanent: no retry)
+                publisher.delete_topic()  # Publish now answers NOT_FOUND (permanent: no retry)
             yield page
 
     monkeypatch.setattr(listing, "list_pages", topic_deleted_after_the_first_page)
@@ -139,7 +138,7 @@ def test_a_publish_failure_stops_the_run_before_its_checkpoint(cloud_env, bucket
     [saved] = checkpoint_files(cloud_env)
     assert json.loads(saved.read_text())["after"] == "photos/009.png"  # before the failed page
 
-    publisher.topics.add(TOPIC)
+    publisher.create_topic()
     monkeypatch.setattr(listing, "list_pages", real)
     publisher.clear()
     assert backfill("--results", "none", "--page-size", "10") == 0

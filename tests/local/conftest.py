@@ -1,13 +1,11 @@
 """Shared pieces for the local-stack tests: free loopback ports, a tmp state directory,
-the CLI as a subprocess, a real GCS emulator, and a tiny recording HTTP endpoint."""
+the CLI as a subprocess, a real GCS emulator."""
 from __future__ import annotations
 
 import importlib.util
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -35,55 +33,9 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, what: str
         time.sleep(interval)
 
 
-class Endpoint:
-    """A real HTTP server on loopback that records every POST and answers `status`."""
-
-    def __init__(self):
-        self.requests: list[dict] = []
-        self.status = 200
-        self.reply = b'{"ok": true}'
-        self._lock = threading.Lock()
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                with endpoint._lock:
-                    endpoint.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-                                              "body": body, "at": time.monotonic(), "status": endpoint.status})
-                    status, reply = endpoint.status, endpoint.reply
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def received(self, path: str | None = None) -> list[dict]:
-        with self._lock:
-            return [r for r in self.requests if path is None or r["path"] == path]
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture()
 def state(tmp_path) -> StateDir:
     return StateDir(tmp_path / "state").ensure()
-
-
-@pytest.fixture()
-def endpoint():
-    server = Endpoint()
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")

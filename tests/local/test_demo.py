@@ -21,7 +21,7 @@ pytestmark = pytest.mark.functional  # real servers on loopback
 
 def demo_argv(state: StateDir, *extra) -> list[str]:
     return [sys.executable, "main.py", "demo", "--state-dir", str(state.root), "--port", str(free_port()),
-            "--gcs-port", str(free_port()), *extra]
+            "--gcs-port", str(free_port()), "--pubsub-port", str(free_port()), *extra]
 
 
 def test_demo_runs_end_to_end_and_exits_0(state):

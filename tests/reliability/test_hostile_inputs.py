@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from functions.http_trigger import STATUS
-from functions.local import messages
+from tests import events as messages
 from functions.pubsub_trigger import MESSAGE_PUBLISHED
 from functions.storage_trigger import FINALIZED
 from tests.reliability import _corpus

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from functions.local import messages
+from tests import events as messages
 from functions.local.dead_letters import DeadLetters
 from functions.local.delivery_state import Delivery, DeliveryState
 from functions.local.statedir import StateDir

@@ -1,0 +1,29 @@
+"""Fixtures shared across test folders: one Google Pub/Sub emulator for the whole session
+(it is Java: starting it costs seconds), which every in-process local stack uses in a
+project of its own."""
+from __future__ import annotations
+
+import itertools
+import os
+
+import pytest
+
+from functions.local.emulator import free_port
+from functions.local.pubsub_emulator import PubSubEmulator, missing
+
+_projects = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator(tmp_path_factory):
+    problem = missing()
+    if problem:
+        pytest.skip(problem)
+    root = tmp_path_factory.mktemp("pubsub-emulator")
+    with PubSubEmulator(root / "data", port=free_port(), log_path=root / "emulator.log") as running:
+        yield running
+
+
+def fresh_project() -> str:
+    """A project id no other stack of this session uses (topic names repeat per project)."""
+    return f"test-{os.getpid()}-{next(_projects)}"
