@@ -1,5 +1,5 @@
-"""The Pub/Sub topology infra/ deploys, read from infra/delivery.json (Terraform reads the
-same file): for each source (uploads: bucket notifications; requests: published work) a
+"""The Pub/Sub topology infra/ deploys, read from infra/delivery.json (tests/infra checks
+that infra/pubsub.tf and the variables' defaults say the same): for each source (uploads: bucket notifications; requests: published work) a
 topic, a push subscription to the service's route with retry and dead-letter policy, a
 dead-letter topic and the pull subscription that keeps what reaches it. Names follow
 infra/pubsub.tf: SERVICE-SOURCE, SERVICE-SOURCE-push, SERVICE-SOURCE-dead-letter."""
