@@ -258,15 +258,16 @@ def cmd_results(args) -> int:
 
 def cmd_dead_letters(args) -> int:
     from functions.local import client, dead_letters, topology
-    from functions.local.ui import console, table
+    from functions.local.ui import console
     info = client.running(_state(args))
     letters = dead_letters.read(topology.load(), host=info["pubsub_host"], project=info["project"])
     if not letters:
         console.print("no dead letters")
         return 0
-    console.print(table(["topic", "message", "attempts", "published", "what"],
-                        [(letter.source.dead_letter_topic, letter.message_id, letter.attempts, letter.publish_time,
-                          letter.description) for letter in letters], title="dead letters"))
+    for letter in letters:  # one line each, never wrapped: names stay whole and copyable
+        console.print(f"{letter.source.dead_letter_topic}  message {letter.message_id}  published "
+                      f"{letter.publish_time}  after {letter.attempts} attempts  {letter.description}",
+                      markup=False, soft_wrap=True)
     console.print(f"{len(letters)} dead letter(s); `python main.py replay-dead-letters` publishes them again")
     return 0
 

@@ -51,7 +51,8 @@ def _pull_all(client, project: str, source: Source) -> list[DeadLetter]:
     letters: list[DeadLetter] = []
     while True:
         try:
-            answer = client.pull(subscription=name, max_messages=100, timeout=PULL_TIMEOUT_S)
+            answer = client.pull(subscription=name, max_messages=100, return_immediately=True,
+                                 timeout=PULL_TIMEOUT_S)
         except DeadlineExceeded:
             break
         if not answer.received_messages:

@@ -38,6 +38,7 @@ class StackConfig:
     # share one per session, each stack in a project of its own.
     pubsub_host: str | None = None
     project: str = PROJECT
+    push_url: str | None = None  # where push subscriptions post; None: the functions server (tests observe via a proxy)
 
 
 def port_is_free(port: int) -> bool:
@@ -99,7 +100,8 @@ class Stack:
                                                       log_path=self.state.logs / "pubsub-emulator.log").start()
                 self.pubsub_host = self.pubsub_emulator.host
             status("creating topics and subscriptions")
-            pubsub.create(self.topology, host=self.pubsub_host, project=cfg.project, push_url=self.server_url)
+            pubsub.create(self.topology, host=self.pubsub_host, project=cfg.project,
+                          push_url=cfg.push_url or self.server_url)
             status("starting the GCS emulator")
             self.emulator = GcsEmulator(self.state.gcs, host=HOST, port=cfg.gcs_port,
                                         log_path=self.state.logs / "gcs-emulator.log", new_session=True,

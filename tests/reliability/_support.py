@@ -352,6 +352,55 @@ class FaultProxy:
         self.server.server_close()
 
 
+class PushCounter:
+    """A loopback HTTP proxy between the Pub/Sub emulator's push subscriptions and the
+    server: forwards every push unchanged and counts the answers by status (None: the
+    server did not answer). The upstream port may be closed (a killed server)."""
+
+    def __init__(self, upstream_port: int):
+        self.upstream_port = upstream_port
+        self.tally = Tally()
+        counter = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                upstream = http.client.HTTPConnection(HOST, counter.upstream_port, timeout=120)
+                try:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                    upstream.request("POST", self.path, body=body, headers=headers)
+                    response = upstream.getresponse()
+                    status, payload = response.status, response.read()
+                except OSError:
+                    status, payload = None, b""
+                finally:
+                    upstream.close()
+                counter.tally.add(status)
+                self.send_response(status or 502)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = _QuietServer((HOST, 0), Handler)
+        self.url = f"http://{HOST}:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, name="push-counter", daemon=True).start()
+
+    def pushes(self) -> int:
+        with self.tally._lock:
+            return sum(self.tally.counts.values())
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 class Listener:
     """A loopback TCP listener that counts every connection: URLs in messages point here, and
     nothing may ever connect."""
@@ -463,7 +512,7 @@ def chunked(total: int, piece: int = 65536, byte: bytes = b"\xab"):
 
 @dataclass
 class Tally:
-    """Thread-safe counters (the bridge's outcomes arrive on its worker threads)."""
+    """Thread-safe counters (answers arrive on the proxies' threads)."""
     counts: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

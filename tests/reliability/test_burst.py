@@ -1,7 +1,9 @@
-"""A burst of 2,000 uploads through the real local stack, with the server's batch queue made
-small (BATCH_QUEUE_SIZE=16) and the bridge pushing 32 deliveries at once, so overload really
-happens: every upload must still end as one row (429s are redelivered), nothing may be
-dead-lettered, and the server's worker must stay under 1 GiB.
+"""A burst of 2,000 uploads through the real local stack (bucket notifications → the Pub/Sub
+emulator → push), with the server's batch queue made small (BATCH_QUEUE_SIZE=16), so
+overload really happens: every upload must still end as one row (429s are redelivered by
+the push subscription's retry policy), nothing may be dead-lettered, and the server's
+worker must stay under 1 GiB. A counting proxy between the emulator and the server sees
+every push and its answer.
 
     .venv/bin/python -m pytest tests/reliability -m burst -s
 """
@@ -15,41 +17,37 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from functions.local.bridge import RetryPolicy
-from functions.local.dead_letters import DeadLetters
+from functions.local import dead_letters, topology
 from functions.local.stack import Stack, StackConfig
 from functions.local.statedir import StateDir
 from functions.local.warehouse import Warehouse
 from tests.reliability import _corpus
-from tests.reliability._support import Tally, children, figure, free_port, proc_kib, wait_for
+from tests.conftest import fresh_project
+from tests.reliability._support import PushCounter, children, figure, free_port, proc_kib, wait_for
 
 pytestmark = pytest.mark.burst
 
 BUCKET = "burst"
 UPLOADS = 2000
 QUEUE = 16            # BATCH_QUEUE_SIZE: images waiting for the model before the server answers 429
-SENDERS = 32          # deliveries the bridge keeps in flight (a push subscription's concurrency)
 MAX_WORKER_KIB = 1024 * 1024
 DEADLINE_S = 150.0
 
 
-def test_a_burst_of_2000_uploads_is_fully_accounted_for(tmp_path):
-    tally = Tally()
-
-    def on_outcome(outcome):
-        tally.add(("status", outcome.status))
-        tally.add(outcome.final)
-
+def test_a_burst_of_2000_uploads_is_fully_accounted_for(tmp_path, pubsub_emulator):
     state = StateDir(tmp_path / "state").ensure()
-    config = StackConfig(state=state, port=free_port(), gcs_port=free_port(), buckets=(BUCKET,),
-                         retry=RetryPolicy(max_attempts=12, base_s=0.2, cap_s=2.0), poll_interval_s=1.0,
-                         sender_workers=SENDERS,
+    port = free_port()
+    counter = PushCounter(port)
+    config = StackConfig(state=state, port=port, gcs_port=free_port(), buckets=(BUCKET,),
+                         pubsub_host=pubsub_emulator.host, project=fresh_project(), push_url=counter.url,
+                         topology=topology.load().with_retry(minimum_backoff_s=1, maximum_backoff_s=2,
+                                                             max_delivery_attempts=30),
                          server_env={"BATCH_QUEUE_SIZE": str(QUEUE), "DECODE_WORKERS": "16", "MODEL_URI": "",
                                      "MAX_EVENT_AGE_S": "0"})
     images = [_corpus.jpeg((64, 64), seed=10_000 + i) for i in range(UPLOADS)]
     assert len(set(images)) == UPLOADS  # distinct content: no two uploads are one result
     warehouse = Warehouse(state.warehouse)
-    with Stack(config, on_outcome=on_outcome) as stack:
+    with Stack(config) as stack:
         worker = children(stack.server.process.pid)[0]
         local = threading.local()
         started = time.monotonic()
@@ -74,9 +72,12 @@ def test_a_burst_of_2000_uploads_is_fully_accounted_for(tmp_path):
             return warehouse.query("SELECT COUNT(*) FROM results WHERE bucket = ? "
                                    "AND (status = 'ok' OR NOT error_retryable)", [BUCKET])[1][0][0]
 
+        def dead_letters_here() -> list:
+            return [d for d in dead_letters.read(stack.topology, host=stack.pubsub_host, project=config.project)
+                    if d.description.startswith(f"gs://{BUCKET}/")]
+
         def settled():
-            dead = [d for d in DeadLetters(state.dead_letters).read() if d["description"].startswith(f"gs://{BUCKET}/")]
-            return final_rows() + len(dead) >= UPLOADS
+            return final_rows() >= UPLOADS or (final_rows() + len(dead_letters_here()) >= UPLOADS)
         wait_for(settled, timeout=DEADLINE_S, interval=0.5, what=f"{UPLOADS} rows or dead letters")
         seconds = time.monotonic() - started
         time.sleep(0.5)
@@ -85,20 +86,20 @@ def test_a_burst_of_2000_uploads_is_fully_accounted_for(tmp_path):
         rows = warehouse.query("SELECT uri, status FROM results WHERE bucket = ?", [BUCKET])[1]
         raw = warehouse.query("SELECT COUNT(*) FROM run_googleapis_com_stdout WHERE jsonPayload.source.bucket = ?",
                               [BUCKET])[1][0][0]
-        dead = [d for d in DeadLetters(state.dead_letters).read() if d["description"].startswith(f"gs://{BUCKET}/")]
+        dead = dead_letters_here()
+    counter.close()
 
     by_uri: dict = {}
     for uri, status in rows:
         by_uri.setdefault(uri, []).append(status)
     figure("burst", uploads=UPLOADS, rows=len(rows), dead_letters=len(dead),
-           lost=len(set(uris) - set(by_uri) - {d["description"].split("#")[0] for d in dead}),
-           http_429=tally.get(("status", 429)),
-           deliveries=tally.get("delivered") + tally.get("retry") + tally.get("dead"),
+           lost=len(set(uris) - set(by_uri) - {d.description.split("#")[0] for d in dead}),
+           http_429=counter.tally.get(429), pushes=counter.pushes(),
            raw_rows=raw, peak_rss_mib=peak_kib // 1024, seconds=round(seconds, 1), upload_seconds=round(uploaded_s, 1),
-           images_per_s=round(UPLOADS / seconds, 1), batch_queue=QUEUE, senders=SENDERS)
-    assert not dead, f"{len(dead)} dead letters: {dead[:2]}"
+           images_per_s=round(UPLOADS / seconds, 1), batch_queue=QUEUE)
+    assert not dead, f"{len(dead)} dead letters: {[d.description for d in dead[:2]]}"
     assert set(by_uri) == set(uris) and len(rows) == UPLOADS
     assert all(statuses == ["ok"] for statuses in by_uri.values()), [u for u, s in by_uri.items() if s != ["ok"]][:5]
-    assert tally.get(("status", 429)) > 0, "no 429: the burst never overloaded the server, so retries went untested"
+    assert counter.tally.get(429) > 0, "no 429: the burst never overloaded the server, so retries went untested"
     assert peak_kib < MAX_WORKER_KIB, f"the worker peaked at {peak_kib // 1024} MiB"
     assert same_worker, "the worker was replaced during the burst"
