@@ -68,6 +68,9 @@ class TopicRecorder:
     def delete_topic(self) -> None:
         """From now on a publish answers NOT_FOUND (what was published before is kept here)."""
         self._drain()
+        self._delete_topic()
+
+    def _delete_topic(self) -> None:
         publisher = pubsub.publisher(self.host)
         try:
             publisher.delete_topic(topic=self.topic)
@@ -101,8 +104,8 @@ class TopicRecorder:
 
     def stop(self) -> None:
         from google.api_core.exceptions import NotFound
-        for delete in (lambda: self._client.delete_subscription(subscription=self.subscription),
-                       lambda: self.delete_topic() if self.own_topic else None):
+        for delete in ([self._delete_topic] if self.own_topic else []) + [
+                lambda: self._client.delete_subscription(subscription=self.subscription)]:
             try:
                 delete()
             except NotFound:
