@@ -12,10 +12,9 @@ import os
 import sys
 from pathlib import Path
 
-from functions.cli_args import positive_int
+from functions.cli_args import IMAGE_SUFFIXES, positive_int
 from shared.errors import BucketeyeError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".mpo"}
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 
 

@@ -20,7 +20,6 @@ from functions.local.errors import EXIT_USAGE, LocalError
 DEFAULT_PER_MESSAGE = 50
 DEFAULT_TOPIC_NAME = "bucketeye-requests"   # Terraform: "${var.service_name}-requests"
 DEFAULT_DATASET = "bucketeye"                # Terraform: var.dataset_id
-EXIT_INTERRUPTED = 130
 
 
 def _page_size(text: str) -> int:
@@ -75,15 +74,6 @@ def run(args) -> int:
                          "choose one", EXIT_USAGE)
     setup = _local_setup(args, target) if local else _cloud_setup(args, target)
     return Session(args, target, **setup).run()
-
-
-def per_message(requested: int) -> tuple[int, str | None]:
-    from shared.config import Settings
-    limit = Settings.from_env().max_instances
-    if requested > limit:
-        return limit, f"--per-message {requested} is more than MAX_INSTANCES ({limit}), the most images the " \
-                      f"service takes in one message: sending {limit} per message"
-    return requested, None
 
 
 def builtin_model_id() -> str:

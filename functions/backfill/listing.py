@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from functions.cli import IMAGE_SUFFIXES
+from functions.cli_args import IMAGE_SUFFIXES
 
 UNKNOWN_TYPES = {"", "application/octet-stream", "binary/octet-stream"}
 # The listing's fields: what the filter and the checks need, not the whole object resource.

@@ -10,9 +10,20 @@ from rich.markup import escape
 from functions.backfill import cost, listing, progress, runner
 from functions.backfill.checkpoint import CheckpointFile
 from functions.backfill.done import Nothing
-from functions.backfill.cli import EXIT_INTERRUPTED, per_message
 from functions.local.errors import LocalError
 from functions.local.ui import console, errors
+
+
+EXIT_INTERRUPTED = 130
+
+
+def per_message(requested: int) -> tuple[int, str | None]:
+    from shared.config import Settings
+    limit = Settings.from_env().max_instances
+    if requested > limit:
+        return limit, f"--per-message {requested} is more than MAX_INSTANCES ({limit}), the most images the " \
+                      f"service takes in one message: sending {limit} per message"
+    return requested, None
 
 
 class Session:

@@ -53,7 +53,7 @@ class Uploaded:
 
 def object_names(paths: list[str], prefix: str) -> list[tuple[str, str]]:
     """(local file, object name) pairs: files by their name, directories walked (image files)."""
-    from functions.cli import IMAGE_SUFFIXES
+    from functions.cli_args import IMAGE_SUFFIXES
     pairs = []
     for given in paths:
         path = Path(given)
