@@ -38,10 +38,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @dataclass(frozen=True)
 class Notify:
-    """Where finalize notifications go: the Pub/Sub emulator's host, a project and a topic."""
+    """Where finalize notifications go: the Pub/Sub emulator's host, a project and a topic;
+    `bucket`: only that bucket's objects (fake-gcs-server filters on one bucket at most)."""
     pubsub_host: str
     project: str
     topic: str
+    bucket: str | None = None
 
 
 class GcsEmulator:
@@ -70,7 +72,7 @@ class GcsEmulator:
         env.pop("PUBSUB_EMULATOR_HOST", None)
         if self.notify is not None:
             argv += ["-event.pubsub-project-id", self.notify.project, "-event.pubsub-topic", self.notify.topic,
-                     "-event.list", "finalize"]
+                     "-event.list", "finalize"] + (["-event.bucket", self.notify.bucket] if self.notify.bucket else [])
             env["PUBSUB_EMULATOR_HOST"] = self.notify.pubsub_host
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         try:

@@ -105,7 +105,8 @@ class Stack:
             status("starting the GCS emulator")
             self.emulator = GcsEmulator(self.state.gcs, host=HOST, port=cfg.gcs_port,
                                         log_path=self.state.logs / "gcs-emulator.log", new_session=True,
-                                        notify=Notify(self.pubsub_host, cfg.project, self.topology.uploads.topic))
+                                        notify=Notify(self.pubsub_host, cfg.project, self.topology.uploads.topic,
+                                                      bucket=cfg.buckets[0] if len(cfg.buckets) == 1 else None))
             try:
                 self.emulator.start()
             except RuntimeError as exc:

@@ -352,14 +352,37 @@ class FaultProxy:
         self.server.server_close()
 
 
+@dataclass
+class Push:
+    """One push the emulator made: what it was about, and the server's answer (None: none)."""
+    description: str   # gs://bucket/object#generation for a storage notification, else the message id
+    attempt: int | None
+    status: int | None
+
+
+def describe_push(body: bytes) -> tuple[str, int | None]:
+    try:
+        envelope = json.loads(body)
+        message = envelope["message"]
+    except (ValueError, KeyError, TypeError):
+        return "unreadable push", None
+    attrs = message.get("attributes") or {}
+    if attrs.get("bucketId"):
+        return f"gs://{attrs['bucketId']}/{attrs.get('objectId')}#{attrs.get('objectGeneration')}", \
+            envelope.get("deliveryAttempt")
+    return f"message {message.get('messageId')}", envelope.get("deliveryAttempt")
+
+
 class PushCounter:
     """A loopback HTTP proxy between the Pub/Sub emulator's push subscriptions and the
-    server: forwards every push unchanged and counts the answers by status (None: the
-    server did not answer). The upstream port may be closed (a killed server)."""
+    server: forwards every push unchanged, records each with the server's answer (None: the
+    server did not answer) and counts answers by status. The upstream port may be closed
+    (a killed server)."""
 
     def __init__(self, upstream_port: int):
         self.upstream_port = upstream_port
         self.tally = Tally()
+        self.pushes_seen: list[Push] = []
         counter = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -379,6 +402,8 @@ class PushCounter:
                 finally:
                     upstream.close()
                 counter.tally.add(status)
+                with counter.tally._lock:
+                    counter.pushes_seen.append(Push(*describe_push(body), status))
                 self.send_response(status or 502)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
@@ -395,6 +420,10 @@ class PushCounter:
     def pushes(self) -> int:
         with self.tally._lock:
             return sum(self.tally.counts.values())
+
+    def seen(self, prefix: str) -> list[Push]:
+        with self.tally._lock:
+            return [p for p in self.pushes_seen if p.description.startswith(prefix)]
 
     def close(self) -> None:
         self.server.shutdown()
