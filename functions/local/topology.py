@@ -14,7 +14,8 @@ DELIVERY_FILE = Path(__file__).resolve().parents[2] / "infra" / "delivery.json"
 
 @dataclass(frozen=True)
 class Retry:
-    """A push subscription's delivery settings (infra's variables of the same names)."""
+    """A push subscription's delivery settings (infra's variables of the same names). The
+    backoff is infra's; the local stack cannot apply it (see pubsub.create)."""
     ack_deadline_s: int
     minimum_backoff_s: float
     maximum_backoff_s: float

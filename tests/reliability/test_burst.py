@@ -40,8 +40,7 @@ def test_a_burst_of_2000_uploads_is_fully_accounted_for(tmp_path, pubsub_emulato
     counter = PushCounter(port)
     config = StackConfig(state=state, port=port, gcs_port=free_port(), buckets=(BUCKET,),
                          pubsub_host=pubsub_emulator.host, project=fresh_project(), push_url=counter.url,
-                         topology=topology.load().with_retry(minimum_backoff_s=1, maximum_backoff_s=2,
-                                                             max_delivery_attempts=30),
+                         topology=topology.load().with_retry(max_delivery_attempts=100),  # the most Pub/Sub allows
                          server_env={"BATCH_QUEUE_SIZE": str(QUEUE), "DECODE_WORKERS": "16", "MODEL_URI": "",
                                      "MAX_EVENT_AGE_S": "0"})
     images = [_corpus.jpeg((64, 64), seed=10_000 + i) for i in range(UPLOADS)]

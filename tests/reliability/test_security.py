@@ -1,5 +1,5 @@
 """Security: only allow-listed buckets are read, no URL is ever fetched, object names stay data
-(never paths out of the local state directory), the upload page shows hostile labels and
+(the local GCS emulator writes neither names nor bytes to disk, whatever the upload protocol), the upload page shows hostile labels and
 file names as text in a real browser, request-size limits hold on every route before the
 body is buffered, logs hold no tokens, signed URLs or image bytes, and malformed requests get
 stable JSON errors and nothing else.
@@ -23,13 +23,10 @@ import pytest
 import requests
 
 from tests import events as messages
-from functions.local.dead_letters import DeadLetters
-from functions.local.delivery_state import Delivery, DeliveryState
-from functions.local.statedir import StateDir
 from tests.reliability import _corpus
 from tests.browser import CHROMIUM, Browser
-from tests.reliability._support import (ALLOWED_BUCKET, HOST, PRIVATE_BUCKET, PROJECT, SERVER_LIMITS, ServerProcess,
-                                        assert_serving, chunked, clean_env, dechunk, figure, proc_kib, raw_http,
+from tests.reliability._support import (ALLOWED_BUCKET, HOST, PRIVATE_BUCKET, PROJECT, REPO, SERVER_LIMITS,
+                                        ServerProcess, assert_serving, chunked, clean_env, dechunk, figure, proc_kib, raw_http,
                                         reset_peak)
 
 LIMIT = _corpus.MAX_REQUEST_BYTES
@@ -159,80 +156,86 @@ def test_no_url_is_ever_fetched(server, listener, proxy, worker):
     assert_serving(server, worker, "URLs")
 
 
-# --- object names never become paths outside the state directory --------------------------------
+# --- object names never reach the disk ----------------------------------------------------------------
 
-TRAVERSAL = ["../../../../../../../../tmp/{mark}", "../{mark}", "a/../../{mark}", "..", "../..",
-             "x/../../../{mark}/deep/file", "nul\x00{mark}"]
+def _hostile_names(mark: str) -> list[str]:
+    return ["../../../../../../../../tmp/{m}", "../{m}", "a/../../{m}", "x/../../../{m}/deep/file", "/{m}-rooted",
+            "..%2F..%2F{m}-encoded", "nul\x00{m}", "back\\..\\..\\{m}", "L" * 1000 + "{m}"]
 
 
-def test_object_names_cannot_escape_the_emulators_folder(emulator, store, tmp_path):
-    """fake-gcs-server joins names onto its folder as paths: the stack's guard must refuse every
-    write, read, delete and bucket create whose name climbs out (each JSON API shape)."""
-    mark = "escaped-" + uuid.uuid4().hex[:10]
-    root = Path(emulator.root).resolve()
+def _upload_every_way(url: str, bucket: str, name: str, data: bytes) -> dict[str, int]:
+    """The name and bytes through every upload protocol fake-gcs-server speaks; the status of each."""
     session = requests.Session()
-    url = emulator.url
-    statuses = []
-    for pattern in TRAVERSAL:
-        name = pattern.format(mark=mark)
-        quoted = urllib.parse.quote(name, safe="")
-        attempts = [
-            session.post(f"{url}/upload/storage/v1/b/{ALLOWED_BUCKET}/o?uploadType=media&name={quoted}", data=b"x"),
-            session.post(f"{url}/upload/storage/v1/b/{ALLOWED_BUCKET}/o?uploadType=multipart",
-                         data=b'--B\r\nContent-Type: application/json\r\n\r\n' + json.dumps({"name": name}).encode()
-                         + b"\r\n--B\r\nContent-Type: text/plain\r\n\r\nx\r\n--B--\r\n",
-                         headers={"Content-Type": "multipart/related; boundary=B"}),
-            session.post(f"{url}/upload/storage/v1/b/{ALLOWED_BUCKET}/o?uploadType=resumable",
-                         json={"name": name}),
-            session.get(f"{url}/storage/v1/b/{ALLOWED_BUCKET}/o/{quoted}"),
-            session.get(f"{url}/download/storage/v1/b/{ALLOWED_BUCKET}/o/{quoted}?alt=media"),
-            session.delete(f"{url}/storage/v1/b/{ALLOWED_BUCKET}/o/{quoted}"),
-            session.patch(f"{url}/storage/v1/b/{ALLOWED_BUCKET}/o/{quoted}", json={"metadata": {"a": "b"}}),
-            session.post(f"{url}/storage/v1/b/{ALLOWED_BUCKET}/o/x.jpg/copyTo/b/{ALLOWED_BUCKET}/o/{quoted}", json={}),
-            session.post(f"{url}/storage/v1/b?project=local", json={"name": name}),
-            session.get(f"{url}/storage/v1/b/{ALLOWED_BUCKET}/o?prefix={quoted}"),
-        ]
-        statuses += [a.status_code for a in attempts]
-        # (400/404 from the guard; for the bare names ".." and "../..", requests itself folds the dot
-        # segments out of the URL and the emulator answers the folded URL: still a 4xx, nothing written)
-        assert all(400 <= a.status_code < 500 for a in attempts), [(a.request.method, a.request.url[:90],
-                                                                   a.status_code) for a in attempts]
-    escaped = [str(p) for p in Path("/tmp").glob(f"*{mark}*")] + \
-        [str(p) for p in root.parent.rglob(f"*{mark}*")] + [str(p) for p in root.rglob(f"*{mark}*")]
-    figure("emulator_names", names=len(TRAVERSAL), requests=len(statuses), refused=len(statuses),
-           files_written=len(escaped))
-    assert not escaped
-    # and ordinary odd names still work: they are names, not paths
-    for name in (f"ok/{mark}..x.jpg", f"ok/..{mark}", f"ok/%2e%2e%2f{mark}", f"ok/~/{mark}", f"ok/a\nb {mark}"):
-        quoted = urllib.parse.quote(name, safe="")
-        assert session.post(f"{url}/upload/storage/v1/b/{ALLOWED_BUCKET}/o?uploadType=media&name={quoted}",
-                            data=b"x").status_code == 200, name
-        assert session.get(f"{url}/download/storage/v1/b/{ALLOWED_BUCKET}/o/{quoted}?alt=media").content == b"x"
-    assert all(p.resolve().is_relative_to(root) for p in root.rglob(f"*{mark}*"))
+    quoted = urllib.parse.quote(name, safe="")
+    meta = json.dumps({"name": name}).encode()
+    statuses = {
+        "media": session.post(f"{url}/upload/storage/v1/b/{bucket}/o?uploadType=media&name={quoted}", data=data),
+        "multipart/related": session.post(
+            f"{url}/upload/storage/v1/b/{bucket}/o?uploadType=multipart",
+            data=b"--B\r\nContent-Type: application/json\r\n\r\n" + meta + b"\r\n--B\r\n"
+                 b"Content-Type: image/jpeg\r\n\r\n" + data + b"\r\n--B--\r\n",
+            headers={"Content-Type": "multipart/related; boundary=B"}),
+        "multipart/form-data": session.post(f"{url}/upload/storage/v1/b/{bucket}/o?uploadType=multipart",
+                                            files={"metadata": (None, meta, "application/json"),
+                                                   "file": ("x.jpg", data, "image/jpeg")}),
+        "form post (XML API)": session.post(f"{url}/{bucket}", data={"key": name},
+                                            files={"file": ("x.jpg", data, "image/jpeg")}),
+        "XML API put": session.put(f"{url}/{bucket}/{quoted}", data=data),
+    }
+    start = session.post(f"{url}/upload/storage/v1/b/{bucket}/o?uploadType=resumable", json={"name": name})
+    statuses["resumable start"] = start
+    if start.ok and start.headers.get("Location"):  # the PUT goes where Location says: the emulator's own port
+        statuses["resumable put"] = session.put(start.headers["Location"], data=data)
+    return {way: response.status_code for way, response in statuses.items()}
 
 
-def test_local_state_files_keep_hostile_names_as_data(tmp_path):
-    """The bridge's delivery state and dead-letter file hold object names as data: whatever the
-    name, they write only their own fixed files, and replay gives the names back unchanged."""
-    state = StateDir(tmp_path / "state").ensure()
-    names = ["../../../../../../tmp/x.jpg", "/etc/passwd", "a\x00b.jpg", "L" * 5000, "new\nline\r\n.jpg",
-             "..\\..\\win.jpg", "%2e%2e%2f.jpg", "\u202egpj.exe", '"quoted"<b>.jpg']
-    deliveries = DeliveryState(state.bridge_db)
-    dead = DeadLetters(state.dead_letters)
-    for i, name in enumerate(names):
-        request = messages.storage_event({"bucket": ALLOWED_BUCKET, "name": name, "generation": str(i + 1)})
-        ident = deliveries.enqueue(request)
-        deliveries.dead(ident, 503, "HTTP 503")
-        dead.append(Delivery(ident, request.kind, request.route, request.headers, request.body, request.description,
-                             5), status=503, body="x", error=None)
-    outcomes = dead.replay(deliveries)
-    files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
-    figure("state_files", names=len(names), files=len(files), replayed=len(outcomes))
-    assert set(files) <= {"state", "state/logs", "state/bridge.sqlite", "state/bridge.sqlite-wal",
-                          "state/bridge.sqlite-shm", "state/dead-letters.jsonl", "state/dead-letters.jsonl.lock"}, files
-    assert [json.loads(o[0]["request"]["body"])["name"] for o in outcomes] == names
-    assert [o[1] for o in outcomes] == ["queued"] * len(names)
-    assert dead.read() == []
+def _marked_files(mark: str, places) -> list[str]:
+    found = []
+    for place, depth in places:
+        base = str(place).rstrip(os.sep).count(os.sep)
+        for folder, dirs, files in os.walk(place):
+            if folder.count(os.sep) - base >= depth or "/.venv" in folder or "/.git" in folder:
+                dirs[:] = []
+            found += [os.path.join(folder, n) for n in dirs + files if mark in n]
+    return found
+
+
+def _written_bytes(pid: int) -> int:
+    """Bytes the process sent (or dirtied) toward storage, from /proc/PID/io."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    raise AssertionError("no write_bytes in /proc/PID/io")
+
+
+def test_no_upload_protocol_writes_an_object_name_or_its_bytes_to_disk(emulator, store):
+    """The stack's GCS emulator keeps objects in memory: whatever the upload protocol and the
+    name (.., /, %2F, NUL, 1,000 characters), no file carrying the name appears anywhere it
+    could land, the emulator's own folder stays empty, and the megabytes uploaded are not
+    written to storage by the emulator's process at all."""
+    mark = "escaped-" + uuid.uuid4().hex[:10]
+    data = _corpus.jpeg((512, 512), seed=77) * 4  # ~0.2 MB a copy: dozens of copies would show in write_bytes
+    written_before = _written_bytes(emulator.pid)
+    outcomes = {}
+    for pattern in _hostile_names(mark):
+        name = pattern.format(m=mark)
+        outcomes[name] = _upload_every_way(emulator.url, ALLOWED_BUCKET, name, data)
+    written = _written_bytes(emulator.pid) - written_before
+    accepted = sum(1 for ways in outcomes.values() for status in ways.values() if 200 <= status < 300)
+    places = [("/tmp", 2), (str(REPO), 2), (str(Path(emulator.workdir).parent), 3), (str(Path.home()), 2),
+              ("/var/tmp", 2), ("/dev/shm", 2)]
+    files = _marked_files(mark, places)
+    figure("emulator_names", names=len(outcomes), requests=sum(map(len, outcomes.values())), accepted=accepted,
+           uploaded_mib=round(accepted * len(data) / 2**20, 1), bytes_written_by_emulator=written,
+           files_carrying_names=len(files), files_in_emulator_folder=len(list(Path(emulator.workdir).rglob("*"))))
+    assert accepted >= 20, outcomes  # the names are taken as names, not refused: this tested real writes
+    assert not files, files
+    assert not list(Path(emulator.workdir).rglob("*"))
+    assert written < 256 * 1024, f"the emulator wrote {written} bytes to storage while {accepted} uploads arrived"
+    # and a name is a key: what went in under it comes back under it
+    name = _hostile_names(mark)[0].format(m=mark)
+    quoted = urllib.parse.quote(name, safe="")
+    assert requests.get(f"{emulator.url}/download/storage/v1/b/{ALLOWED_BUCKET}/o/{quoted}?alt=media").content == data
 
 
 # --- the upload page in a real browser ---------------------------------------------------------------
