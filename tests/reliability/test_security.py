@@ -26,8 +26,8 @@ from tests import events as messages
 from tests.reliability import _corpus
 from tests.browser import CHROMIUM, Browser
 from tests.reliability._support import (ALLOWED_BUCKET, HOST, PRIVATE_BUCKET, PROJECT, REPO, SERVER_LIMITS,
-                                        ServerProcess, assert_serving, chunked, clean_env, dechunk, figure, proc_kib, raw_http,
-                                        reset_peak)
+                                        ServerProcess, assert_serving, chunked, clean_env, dechunk, figure, proc_kib,
+                                        raw_http, reset_peak, seeded)
 
 LIMIT = _corpus.MAX_REQUEST_BYTES
 
@@ -75,11 +75,10 @@ def _naming(server, uri: str) -> list[tuple[str, requests.Response]]:
     ]
 
 
-def test_only_allow_listed_buckets_are_ever_read(server, store, proxy, worker, emulator):
+def test_only_allow_listed_buckets_are_ever_read(server, store, proxy, worker):
     secret = f"secret/{uuid.uuid4().hex}.jpg"
     store.upload(PRIVATE_BUCKET, secret, _corpus.jpeg(seed=21))
     before = len(proxy.snapshot())
-    guard_before = emulator._guard.refused
     cases = {
         f"gs://{PRIVATE_BUCKET}/{secret}": "forbidden_source",
         f"gs://{PRIVATE_BUCKET.upper()}/{secret}": "forbidden_source",
@@ -111,12 +110,11 @@ def test_only_allow_listed_buckets_are_ever_read(server, store, proxy, worker, e
     escaping = [r for r in reads if r.object and ".." in r.object.split("/")]
     figure("allow_list", names_tried=len(seen) + 2, forbidden=seen.count("forbidden_source") + 2,
            traversal_names=seen.count("not_found"), storage_requests=len(reads),
-           reads_of_other_buckets=len(private_reads),
-           refused_by_guard=emulator._guard.refused - guard_before)
+           reads_of_other_buckets=len(private_reads))
     assert not private_reads, private_reads[:3]
     assert all(r.bucket == ALLOWED_BUCKET for r in reads if r.bucket), reads[:3]
-    # names with ".." reached the store only as names in photos, and the emulator's guard refused them
-    assert escaping and emulator._guard.refused - guard_before >= len(escaping)
+    # names with ".." reached the store only as names in photos (keys in its memory: none exists)
+    assert escaping
 
 
 def test_no_url_is_ever_fetched(server, listener, proxy, worker):
@@ -214,7 +212,7 @@ def test_no_upload_protocol_writes_an_object_name_or_its_bytes_to_disk(emulator,
     could land, the emulator's own folder stays empty, and the megabytes uploaded are not
     written to storage by the emulator's process at all."""
     mark = "escaped-" + uuid.uuid4().hex[:10]
-    data = _corpus.jpeg((512, 512), seed=77) * 4  # ~0.2 MB a copy: dozens of copies would show in write_bytes
+    data = _corpus.jpeg((64, 64), seed=77) + seeded(77).randbytes(512 * 1024)  # 0.5 MB a copy: ~20 MB in all
     written_before = _written_bytes(emulator.pid)
     outcomes = {}
     for pattern in _hostile_names(mark):
