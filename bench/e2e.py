@@ -1,10 +1,13 @@
-"""Figure 3: end to end through the local stack — upload → finalize event → classify →
-log line → row in DuckDB — against the serial bound 1/(1/d + 1/i).
+"""Figure 3: end to end through the local stack — upload → bucket notification → Pub/Sub
+emulator → push → classify → log line → row in DuckDB — against the serial bound
+1/(1/d + 1/i).
 
 Rows are counted as the sink commits them (its on_rows callback), so the clock stops at
 the last commit, then one query checks that they are all in the table. The CPU each
 process used meanwhile says where the time went: the server (fetch, decode, inference,
-HTTP), the emulator, and this process (the uploads, the guard, the bridge and the sink)."""
+HTTP), the GCS emulator (storing, serving reads, publishing notifications), the Pub/Sub
+emulator (gcloud's launcher and its Java process: topics, pushes) and this process (the
+uploads and the sink)."""
 from __future__ import annotations
 
 import os
@@ -41,13 +44,13 @@ def throughput(images: list[bytes], workdir: Path, timeout_s: float = 300.0) -> 
     """Start a stack, upload every image at once, and time until all rows are in the table."""
     state = StateDir(workdir / "e2e-state").ensure()
     counter = RowCounter(len(images))
-    stack = Stack(StackConfig(state=state, port=free_port(), gcs_port=free_port(), buckets=(BUCKET,)),
-                  on_rows=counter).start()
+    stack = Stack(StackConfig(state=state, port=free_port(), gcs_port=free_port(), pubsub_port=free_port(),
+                              buckets=(BUCKET,)), on_rows=counter).start()
     try:
         bucket = gcs.client(stack.emulator.url).bucket(BUCKET)
         # This process's own CPU only: the server and the emulator are its children.
-        processes = {"server": (stack.server.process.pid, True), "emulator": (stack.emulator.pid, True),
-                     "stack_and_uploads": (os.getpid(), False)}
+        processes = {"server": (stack.server.process.pid, True), "gcs_emulator": (stack.emulator.pid, True),
+                     "pubsub_emulator": (stack.pubsub_emulator.pid, True), "uploads_and_sink": (os.getpid(), False)}
         cpu_before = {name: cpu_seconds(pid, tree=tree) for name, (pid, tree) in processes.items()}
         started = time.perf_counter()
 
