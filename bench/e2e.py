@@ -48,7 +48,7 @@ def throughput(images: list[bytes], workdir: Path, timeout_s: float = 300.0) -> 
                               buckets=(BUCKET,)), on_rows=counter).start()
     try:
         bucket = gcs.client(stack.emulator.url).bucket(BUCKET)
-        # This process's own CPU only: the server and the emulator are its children.
+        # This process's own CPU only: the server and both emulators are its children.
         processes = {"server": (stack.server.process.pid, True), "gcs_emulator": (stack.emulator.pid, True),
                      "pubsub_emulator": (stack.pubsub_emulator.pid, True), "uploads_and_sink": (os.getpid(), False)}
         cpu_before = {name: cpu_seconds(pid, tree=tree) for name, (pid, tree) in processes.items()}

@@ -101,3 +101,21 @@ def test_dead_letter_commands_need_the_running_stack(tmp_path):
     for command in ("dead-letters", "replay-dead-letters"):
         result = run_cli(command, state=state)
         assert result.returncode == 1 and "python main.py up" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_missing_emulator_stops_at_once_with_one_line_naming_the_package(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.local.conftest import REPO
+    env = dict(os.environ, PATH=str(tmp_path))  # no gcloud, no java
+    check = subprocess.run([sys.executable, "-m", "functions.local.pubsub_emulator"], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=60)  # what make demo / make test run first
+    assert check.returncode == 1 and check.stdout == ""
+    assert check.stderr.count("\n") == 1 and "google-cloud-cli-pubsub-emulator" in check.stderr
+    state = StateDir(tmp_path / "state")
+    up = run_cli("up", "--port", free_port(), "--gcs-port", free_port(), "--pubsub-port", free_port(), state=state,
+                 env=env, timeout=60)
+    assert up.returncode == 1 and "google-cloud-cli-pubsub-emulator" in up.stderr, up.stderr
+    assert "Traceback" not in up.stderr and state.running_stack() is None
