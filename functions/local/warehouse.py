@@ -248,19 +248,21 @@ class Warehouse:
                 con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
                 return
             log.info("infra/sql/%s.sql not found: using the built-in %s view", name, name)
-        except (duckdb.Error, KeyError) as exc:
+        except (duckdb.Error, KeyError, bq_sql.SqlTranslationError) as exc:
             log.warning("infra/sql/%s.sql does not run on DuckDB (%s): using the built-in %s view",
                         name, str(exc).splitlines()[0], name)
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {_FALLBACK_VIEWS[name]}")
 
     # -- reading --------------------------------------------------------------------------
-    def query(self, sql: str, params=None, *, timeout_s: float = 15.0, prepare=None) -> tuple[list[str], list[tuple]]:
-        """Run one read-only statement (BigQuery spellings accepted); (column names, rows).
-        `prepare(con)` may add temporary tables and functions first."""
+    def query(self, sql: str, params=None, *, timeout_s: float = 15.0, prepare=None,
+              dialect: str = "duckdb") -> tuple[list[str], list[tuple]]:
+        """Run one read-only statement; (column names, rows). The project's own SQL is
+        DuckDB's; a user's SQL (dialect="bigquery") is translated first, so the same query
+        runs here and in BigQuery. `prepare(con)` may add temporary tables and functions."""
         with self.connect(read_only=True, timeout_s=timeout_s) as con:
             if prepare is not None:
                 prepare(con)
-            cursor = con.execute(bq_sql.to_duckdb(sql), params)
+            cursor = con.execute(bq_sql.to_duckdb(sql) if dialect == "bigquery" else sql, params)
             if cursor.description is None:
                 return [], []
             return [d[0] for d in cursor.description], cursor.fetchall()
