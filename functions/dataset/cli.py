@@ -46,6 +46,21 @@ def add_commands(sub) -> None:
     export.add_argument("--validation", type=_share, default=0.2, help="share of images for validation (default 0.2)")
     export.add_argument("--per-shard", type=positive_int, default=1000, help="examples per TFRecord shard")
 
+    faces = commands.add_parser("faces", help="photos -> face crops: pose and sunglasses filtered, duplicates "
+                                "dropped, split for training and validation")
+    faces.add_argument("src", metavar="SRC", help="a folder of photos (searched recursively), a photo or a glob")
+    faces.add_argument("out", metavar="OUT", help="the folder for train/, validation/, faces.csv and dropped.csv")
+    faces.add_argument("--size", type=positive_int, default=96, help="side of the square crops (default 96)")
+    faces.add_argument("--margin", type=_share, default=0.25, help="added around the face box on each side, as a "
+                       "share of its size (default 0.25)")
+    faces.add_argument("--max-angle", type=float, default=20.0, help="largest roll or yaw kept, degrees (default 20)")
+    faces.add_argument("--validation", type=_share, default=0.3, help="share of faces for validation (default 0.3)")
+    faces.add_argument("--sunglasses-score", type=_score, default=0.3,
+                       help="drop faces the classifier scores this or more as sunglasses (default 0.3)")
+    faces.add_argument("--phash-distance", type=int, default=6, choices=range(0, 33), metavar="BITS",
+                       help="photos whose perceptual hashes differ in at most this many of 64 bits are copies "
+                            "(default 6)")
+
 
 def run(args) -> int:
     from functions.local.ui import errors
@@ -53,6 +68,8 @@ def run(args) -> int:
     try:
         if args.dataset_command == "export":
             return run_export(args)
+        if args.dataset_command == "faces":
+            return run_faces(args)
     except LocalError as exc:
         errors.print("[red]bucketeye:[/] " + escape(exc.message), soft_wrap=True)
         return exc.exit_code
@@ -96,3 +113,63 @@ def run_export(args) -> int:
     for item in manifest["skipped"][:20]:
         console.print(f"  left out {item['uri']}: {item['reason']}", markup=False)
     return 0
+
+
+def run_faces(args) -> int:
+    from pathlib import Path
+
+    from functions.cli import expand_paths
+    from functions.dataset.faces import FaceOptions, build
+    from functions.local.ui import console
+    from shared.config import Settings
+    paths = [p for p in expand_paths([args.src]) if Path(p).is_file()]
+    if not paths:
+        raise LocalError(f"no photos found in {args.src}", EXIT_USAGE)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise LocalError(f"{args.out} exists and is not a folder", EXIT_USAGE)
+    options = FaceOptions(size=args.size, margin=args.margin, max_roll=args.max_angle, max_yaw=args.max_angle,
+                          validation_share=args.validation, sunglasses_score=args.sunglasses_score,
+                          phash_distance=args.phash_distance)
+    settings = Settings.from_env()
+    with console.status(f"finding faces in {len(paths)} photos"):
+        with SunglassesCheck(settings) as classify:
+            report = build(paths, out, options, classify=classify, max_bytes=settings.max_image_bytes,
+                           max_pixels=settings.max_image_pixels)
+    splits = [face.split for face in report.kept]
+    console.print(f"{len(report.kept)} faces in {out}: {splits.count('train')} training, "
+                  f"{splits.count('validation')} validation; {len(report.dropped)} photos or faces left out "
+                  f"(dropped.csv)", markup=False)
+    for item in report.dropped[:20]:
+        face = f" face {item['face']}" if item["face"] != "" else ""
+        console.print(f"  left out {item['source']}{face}: {item['reason']}", markup=False)
+    return 0
+
+
+class SunglassesCheck:
+    """The built-in ImageNet classifier as a function: face crops -> {label: score} for every class."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.engine = None
+
+    def __enter__(self):
+        from shared.engine import Engine
+        from shared.models.loader import load_model
+        self.engine = Engine(self.settings, load_model(self.settings, ""))  # "" is the built-in model
+        return self
+
+    def __exit__(self, *exc):
+        self.engine.close()
+
+    def __call__(self, crops) -> list[dict]:
+        import io
+
+        from shared.refs import ImageRef
+        refs = []
+        for crop in crops:
+            buffer = io.BytesIO()
+            crop.save(buffer, "PNG")
+            refs.append(ImageRef(trigger="cli", data=buffer.getvalue()))
+        results = self.engine.classify(refs, top_k=len(self.engine.model.labels) or 1000)
+        return [{p.label: p.score for p in r.predictions} if r.ok else {} for r in results]
