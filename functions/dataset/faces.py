@@ -125,9 +125,10 @@ def _unique_photos(paths, options: FaceOptions, dropped: list, *, max_bytes: int
             dropped.append(_drop(photo.path, None, f"duplicate of {same.path} (same MD5)"))
             continue
         near = min(unique, key=lambda u: u.phash - photo.phash, default=None)
-        if near is not None and near.phash - photo.phash <= options.phash_distance:
-            dropped.append(_drop(photo.path, None, f"duplicate of {near.path} (perceptual hash {near.phash - photo.phash}"
-                                                   f" of 64 bits apart)"))
+        distance = near.phash - photo.phash if near is not None else None
+        if distance is not None and distance <= options.phash_distance:
+            dropped.append(_drop(photo.path, None, f"duplicate of {near.path} (perceptual hash {distance} of 64 "
+                                                   "bits apart)"))
             continue
         unique.append(photo)
     return sorted(unique, key=lambda p: p.path)

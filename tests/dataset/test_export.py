@@ -222,7 +222,8 @@ def test_detection_records_carry_the_boxes(detected, stored, tmp_path):
         for j, label in enumerate(labels):
             class_id = {v: k for k, v in BOX_NAMES.items()}[label]
             assert dense["image/object/class/label"][i][j] == manifest["label_map"][label]
-            got[class_id] = tuple(float(dense[f"image/object/bbox/{c}"][i][j]) for c in ("ymin", "xmin", "ymax", "xmax"))
+            got[class_id] = tuple(float(dense[f"image/object/bbox/{c}"][i][j])
+                                  for c in ("ymin", "xmin", "ymax", "xmax"))
         assert got.keys() == truth.keys()
         for class_id, box in truth.items():
             assert got[class_id] == pytest.approx(box, abs=1e-6)

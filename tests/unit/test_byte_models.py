@@ -75,7 +75,8 @@ def test_detector_boxes_match_the_painted_rectangles_with_keys_passed_through(de
         assert result.ok, result.error
         record = result.to_record()
         assert record["source"]["key"] == result.ref.key
-        assert record["image"] == {"format": "PNG" if result.ref.key == "exact" else "JPEG", "width": 451, "height": 300}
+        fmt = "PNG" if result.ref.key == "exact" else "JPEG"
+        assert record["image"] == {"format": fmt, "width": 451, "height": 300}
         found = {d["label_id"]: d for d in record["detections"]}
         assert set(found) == {1, 2}
         assert {d["label"] for d in found.values()} == {"magenta_box", "cyan_box"}
