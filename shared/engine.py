@@ -144,6 +144,7 @@ class Engine:
 
     def _interpret(self, result: Result, row: dict[str, np.ndarray], k: int) -> None:
         model = self.model
+        byte_input.raise_row_error(row)
         if model.task == "detection":
             result.detections = postprocess.detections(row, model.labels, self.settings.score_threshold)
         else:

@@ -22,6 +22,7 @@ STRING = "string"
 KEY = "key"
 # What TensorFlow's tf.io.decode_image (the usual first op of such a model) decodes.
 MODEL_DECODES = ("JPEG", "PNG", "GIF", "BMP")
+ROW_ERROR = "bucketeye_row_error"  # an output added when images ran one by one: why the model refused each
 
 
 def takes_bytes(runtime: Runtime) -> bool:
@@ -60,6 +61,8 @@ class ByteInputRuntime(Runtime):
         if len(self.image.shape) > 1 or (self.key and len(self.key.shape) != len(self.image.shape)):
             raise BucketeyeError("model_error", f"the encoded-image input has shape {list(self.image.shape)}: "
                                  "expected a batch of strings [-1] or one string []", retryable=False)
+        import tensorflow as tf  # already loaded by the SavedModel
+        self._refused = (tf.errors.InvalidArgumentError,)  # what a decode op raises for data it cannot read
         self._model = model
         self.kind = model.kind
         self.inputs, self.outputs = model.inputs, model.outputs
@@ -75,6 +78,33 @@ class ByteInputRuntime(Runtime):
                 "key_input": self.key.name if self.key else None, "model_decodes": list(MODEL_DECODES)}
 
     def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        try:
+            return self._call(batch)
+        except self._refused as exc:
+            if len(batch) == 1:
+                raise _refused_image(exc) from None
+        return self._one_by_one(batch)
+
+    def _one_by_one(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """An image the model's own decoder refuses must fail alone, not its whole batch (whose
+        model_error would be retried, and so redelivered, for ever)."""
+        rows, errors = [], []
+        for i in range(len(batch)):
+            try:
+                rows.append(self._call(batch[i:i + 1]))
+                errors.append("")
+            except self._refused as exc:
+                rows.append(None)
+                errors.append(_refused_image(exc).message)
+        good = next((row for row in rows if row is not None), None)
+        outputs = {}
+        if good is not None:
+            blank = {name: np.zeros_like(value) for name, value in good.items()}
+            outputs = {name: np.concatenate([(row or blank)[name] for row in rows]) for name in good}
+        outputs[ROW_ERROR] = np.array(errors, dtype=object)
+        return outputs
+
+    def _call(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         images, keys = batch[:, 0], batch[:, 1]
         if self._scalar:
             images, keys = images[0], keys[0]
@@ -90,3 +120,15 @@ class ByteInputRuntime(Runtime):
                 raise BucketeyeError("model_error", "the model's key output does not echo its key input, so its "
                                      "rows cannot be matched to the images", retryable=False)
         return outputs
+
+
+def _refused_image(exc: Exception) -> BucketeyeError:
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return BucketeyeError("unsupported_format", f"the model could not decode this image ({reason})")
+
+
+def raise_row_error(row: dict) -> None:
+    """The error _one_by_one recorded for this image, if any."""
+    message = row.get(ROW_ERROR)
+    if message:
+        raise BucketeyeError("unsupported_format", str(message))

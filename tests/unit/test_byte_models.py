@@ -48,6 +48,31 @@ def length_model(tmp_path_factory):
     return load_model(settings(output_kind="probabilities"), str(folder))
 
 
+@pytest.fixture(scope="module")
+def png_only_model(tmp_path_factory):
+    """A model that reads PNG only: it refuses anything else inside its graph, as a decoder op does."""
+    import tensorflow as tf
+
+    from shared.models.loader import load_model
+
+    module = tf.Module()
+
+    def mean_red(encoded):
+        png = tf.equal(tf.strings.substr(encoded, 0, 4), b"\x89PNG")
+        with tf.control_dependencies([tf.debugging.Assert(png, ["not a PNG"])]):
+            return tf.reduce_mean(tf.cast(tf.io.decode_png(encoded, channels=3)[:, :, 0], tf.float32)) / 255.0
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="encoded_image")])
+    def serve(encoded_image):
+        red = tf.map_fn(mean_red, encoded_image, fn_output_signature=tf.float32)
+        return {"probabilities": tf.stack([red, 1.0 - red], axis=1)}
+
+    module.serve = serve
+    folder = tmp_path_factory.mktemp("png_only") / "model"
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": serve})
+    return load_model(settings(), str(folder))
+
+
 def _close(box: dict, truth, tolerance: float) -> bool:
     return all(abs(box[name] - value) <= tolerance for name, value in zip(("ymin", "xmin", "ymax", "xmax"), truth))
 
@@ -183,3 +208,23 @@ def test_signatures_that_cannot_be_served_are_refused_clearly(tmp_path, extra):
         load_model(settings(), str(tmp_path / "m"))
     assert caught.value.code == "model_error"
     assert ("px" in caught.value.message) if extra == "pixels" else ("front" in caught.value.message)
+
+
+def test_an_image_the_models_decoder_refuses_fails_alone_and_for_good(png_only_model):
+    from shared.errors import BucketeyeError
+    from shared.models.byte_input import ROW_ERROR, model_input
+
+    red_png = encode_image(solid((255, 0, 0)), "PNG")
+    jpeg = encode_image(solid((255, 0, 0)), "JPEG")
+    outputs = png_only_model.runtime.run(np.stack([model_input(red_png, ""), model_input(jpeg, ""),
+                                                   model_input(red_png, "")]))
+    assert outputs["probabilities"][[0, 2], 0].tolist() == [1.0, 1.0]
+    assert outputs[ROW_ERROR][0] == "" and "could not decode" in outputs[ROW_ERROR][1]
+    with pytest.raises(BucketeyeError) as alone:
+        png_only_model.runtime.run(np.stack([model_input(jpeg, "")]))
+    assert alone.value.code == "unsupported_format" and not alone.value.retryable
+
+    with running_engine(png_only_model, output_kind="probabilities", batch_max_delay_ms=50) as engine:
+        png_result, jpeg_result = engine.classify([inline_ref(red_png), inline_ref(jpeg)])
+    assert png_result.ok and png_result.predictions[0].label_id == 0
+    assert jpeg_result.error.code == "unsupported_format" and jpeg_result.error.retryable is False
