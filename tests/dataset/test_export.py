@@ -258,3 +258,40 @@ def test_missing_warehouse_and_bad_output(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert main(["dataset", "export", str(tmp_path / "file"), "--state-dir", str(tmp_path / "none")]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_bigquery_results_with_the_filters_in_sql(stored, env, tmp_path):
+    """The cloud path: the results view in BigQuery (a recording client stands in for it; rows
+    in the client's shape), the images from the bucket."""
+    from functions.dataset.export import ExportOptions, export
+    from functions.dataset.rows import Filters
+    from functions.report.sources import BigQuerySource
+    from tests.report.test_duplicates import RecordingClient
+
+    def answer(sql, params):
+        rows = []
+        for name, layout in BOXES.items():
+            uri = f"gs://{BUCKET}/{name}"
+            _, truth = paint_boxes(photo("chelsea.png"), layout)
+            rows.append({"uri": uri, "bucket": BUCKET, "object": name, "generation": stored[uri][1],
+                         "timestamp": None, "status": "ok", "model_id": "box_detector@1", "top_label": None,
+                         "top_score": None,
+                         "detections": [{"label": BOX_NAMES[c], "label_id": c, "score": 0.99,
+                                         "box": dict(zip(("ymin", "xmin", "ymax", "xmax"), box))}
+                                        for c, box in truth.items()]})
+        return rows
+
+    client = RecordingClient(answer)
+    source = BigQuerySource("proj.bucketeye", client=client)
+    options = ExportOptions(out=str(tmp_path / "out"), formats=("jsonl",),
+                            filters=Filters(model_id="box_detector@1", labels=frozenset({"cyan_box"})))
+
+    manifest = export(source, options, max_image_bytes=10_000_000, timeout_s=10)
+
+    (sql, params), = client.calls
+    assert "FROM `proj.bucketeye.results`" in sql and "status = @status" in sql and "model_id = @model_id" in sql
+    assert params == {"status": ("STRING", "ok"), "model_id": ("STRING", "box_detector@1")}
+    assert manifest["task"] == "detection" and manifest["label_map"] == {"cyan_box": 1}
+    assert [e["uri"] for e in manifest["examples"]] == ["gs://uploads/boxes/a.png"]  # b.png has no cyan box
+    lines = [json.loads(line) for line in (tmp_path / "out" / "vertex_import.jsonl").read_text().splitlines()]
+    assert [b["displayName"] for b in lines[0]["boundingBoxAnnotations"]] == ["cyan_box"]
