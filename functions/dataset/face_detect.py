@@ -21,7 +21,8 @@ import numpy as np
 from PIL import Image
 
 SEARCH_TURNS = (0, 25, -25, 50, -50)  # degrees; the frontal cascade tolerates about ±15° of roll
-MIN_FACE = 40                          # pixels: smaller faces make useless 96 x 96 crops
+MIN_FACE = 40                          # pixels (at the searched size): smaller faces make useless crops
+SEARCH_SIDE = 1024                     # larger photos are searched shrunk to this: a phone photo would take seconds
 
 
 @dataclass
@@ -45,6 +46,9 @@ class FaceDetector:
 
     def detect(self, image: Image.Image) -> list[Face]:
         grey = image.convert("L")
+        scale = min(1.0, SEARCH_SIDE / max(grey.size))
+        if scale < 1.0:
+            grey = grey.resize((round(grey.width * scale), round(grey.height * scale)), Image.Resampling.BILINEAR)
         found: list[Face] = []
         for turn in SEARCH_TURNS:
             for face in self._detect_turned(grey, turn):
@@ -53,7 +57,7 @@ class FaceDetector:
                     found.append(face)
                 elif same.eyes is None and face.eyes is not None:  # a better view of the same face
                     found[found.index(same)] = face
-        return sorted(found, key=lambda f: (f.box[0], f.box[1]))
+        return sorted((_scaled(face, 1.0 / scale) for face in found), key=lambda f: (f.box[0], f.box[1]))
 
     def _detect_turned(self, grey: Image.Image, turn: float) -> list[Face]:
         cv2 = self._cv2
@@ -102,6 +106,16 @@ def yaw_degrees(eyes_mid_x: float, face_mid_x: float, face_width: float) -> floa
     """A head turned by θ moves the eyes' midpoint about sin θ x half the face width sideways."""
     shift = (eyes_mid_x - face_mid_x) / (face_width / 2)
     return math.degrees(math.asin(max(-1.0, min(1.0, shift))))
+
+
+def _scaled(face: Face, factor: float) -> Face:
+    """The face in the coordinates of the photo `factor` times larger (angles do not change)."""
+    if factor == 1.0:
+        return face
+    def point(p):
+        return (p[0] * factor, p[1] * factor)
+    return Face(box=tuple(v * factor for v in face.box), centre=point(face.centre), size=face.size * factor,
+                eyes=tuple(point(e) for e in face.eyes) if face.eyes else None, roll=face.roll, yaw=face.yaw)
 
 
 def _distance(a, b) -> float:

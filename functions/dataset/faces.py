@@ -136,7 +136,7 @@ def _unique_photos(paths, options: FaceOptions, dropped: list, *, max_bytes: int
 
 def _pose_reason(face, options: FaceOptions) -> str | None:
     if face.eyes is None:
-        return "pose cannot be estimated: the eyes were not found"
+        return "pose cannot be estimated: no pair of eyes found (turned away, covered, or not a face)"
     if abs(face.roll) > options.max_roll:
         return f"turned too far: roll {face.roll:.0f}° (limit {options.max_roll:g}°)"
     if abs(face.yaw) > options.max_yaw:

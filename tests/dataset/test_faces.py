@@ -134,3 +134,13 @@ def test_pose_geometry():
 def test_nothing_to_read_is_a_usage_error(tmp_path, capsys):
     assert main(["dataset", "faces", str(tmp_path / "nothing"), str(tmp_path / "out")]) == 2
     assert "no photos found" in capsys.readouterr().err
+
+
+def test_a_large_photo_is_searched_shrunk_and_answered_in_its_own_pixels():
+    from functions.dataset.face_detect import SEARCH_SIDE, FaceDetector
+    big = photo("astronaut.png").resize((3 * 512, 3 * 512), Image.Resampling.LANCZOS)
+    assert big.width > SEARCH_SIDE
+    faces = [face for face in FaceDetector().detect(big) if face.eyes]  # the eyeless rest is never kept
+    assert len(faces) == 1
+    assert faces[0].box == pytest.approx(tuple(3 * v for v in ASTRONAUT_FACE), abs=12)
+    assert faces[0].eyes[0][0] < faces[0].centre[0] < faces[0].eyes[1][0]
