@@ -295,3 +295,16 @@ def test_bigquery_results_with_the_filters_in_sql(stored, env, tmp_path):
     assert [e["uri"] for e in manifest["examples"]] == ["gs://uploads/boxes/a.png"]  # b.png has no cyan box
     lines = [json.loads(line) for line in (tmp_path / "out" / "vertex_import.jsonl").read_text().splitlines()]
     assert [b["displayName"] for b in lines[0]["boundingBoxAnnotations"]] == ["cyan_box"]
+
+
+def test_shards_hold_at_most_per_shard_examples(classified, tmp_path):
+    import tensorflow as tf
+    out = tmp_path / "out"
+
+    assert _export(classified, out, "--format", "tfrecord", "--validation", "0", "--per-shard", "2") == 0
+
+    shards = sorted(p.name for p in out.glob("*.tfrecord"))
+    assert shards == ["train-00000-of-00003.tfrecord", "train-00001-of-00003.tfrecord",
+                      "train-00002-of-00003.tfrecord"]
+    sizes = [sum(1 for _ in tf.data.TFRecordDataset(str(out / name))) for name in shards]
+    assert sizes == [2, 2, 1]
