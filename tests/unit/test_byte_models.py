@@ -228,3 +228,26 @@ def test_an_image_the_models_decoder_refuses_fails_alone_and_for_good(png_only_m
         png_result, jpeg_result = engine.classify([inline_ref(red_png), inline_ref(jpeg)])
     assert png_result.ok and png_result.predictions[0].label_id == 0
     assert jpeg_result.error.code == "unsupported_format" and jpeg_result.error.retryable is False
+
+
+def test_a_signature_taking_one_string_without_a_batch_axis(tmp_path):
+    import tensorflow as tf
+
+    from shared.models.loader import load_model
+
+    module = tf.Module()
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="image_bytes"),
+                                  tf.TensorSpec([], tf.string, name="key")])
+    def serve(image_bytes, key):
+        length = tf.cast(tf.strings.length(image_bytes), tf.float32) / 1e7
+        return {"scores": tf.stack([length, 0.0]), "key": key}
+
+    module.serve = serve
+    tf.saved_model.save(module, str(tmp_path / "m"), signatures={"serving_default": serve})
+    model = load_model(settings(), str(tmp_path / "m"))
+    assert model.runtime.batchable is False and model.scores_output == "scores"
+    files = [encode_image(solid((1, 2, 3)), "PNG"), encode_image(solid((1, 2, 3), size=(64, 64)), "JPEG")]
+    with running_engine(model, output_kind="probabilities") as engine:
+        results = engine.classify([inline_ref(data, f"k{i}") for i, data in enumerate(files)])
+    assert [round(r.predictions[0].score * 1e7) for r in results] == [len(data) for data in files]
