@@ -112,7 +112,7 @@ def run_export(args) -> int:
                   f"{len(manifest['skipped'])} left out (see manifest.json)", markup=False)
     for item in manifest["skipped"][:20]:
         console.print(f"  left out {item['uri']}: {item['reason']}", markup=False)
-    return 0
+    return 0 if manifest["examples"] else 1  # every image failed to read
 
 
 def run_faces(args) -> int:

@@ -46,6 +46,7 @@ def export(source, options: ExportOptions, *, max_image_bytes: int, timeout_s: f
     remote = options.out.startswith("gs://")
     folder = Path(tempfile.mkdtemp(prefix="bucketeye-dataset-")) if remote else Path(options.out)
     folder.mkdir(parents=True, exist_ok=True)
+    _clear_previous(folder)
     try:
         kept, skipped = _write(folder, selection, options, max_image_bytes=max_image_bytes, timeout_s=timeout_s)
         manifest = _manifest(selection, kept, selection.skipped + skipped, options, source.description)
@@ -62,8 +63,7 @@ def _write(folder: Path, selection, options: ExportOptions, *, max_image_bytes: 
     labels = selection.labels
     label_ids = {name: i for i, name in enumerate(labels, 1)}
     (folder / "label_map.pbtxt").write_text(writers.label_map_text(labels), encoding="utf-8")
-    counts = {split: sum(e.split == split for e in selection.examples) for split in writers.SPLITS}
-    shards = (writers.TFRecordShards(folder, counts, options.per_shard, selection.task, label_ids)
+    shards = (writers.TFRecordShards(folder, options.per_shard, selection.task, label_ids)
               if "tfrecord" in options.formats else None)
     kept, skipped = [], []
     try:
@@ -151,11 +151,39 @@ def _upload(folder: Path, target: str) -> list[str]:
     return written
 
 
+OUTPUT_PATTERNS = ("train-*.tfrecord", "validation-*.tfrecord", ".*.part", "train.csv", "validation.csv",
+                   "vertex_import.jsonl", "label_map.pbtxt", "manifest.json")
+
+
+def _clear_previous(folder: Path) -> None:
+    """An earlier export's files go first: a stale shard would otherwise be read with the new ones."""
+    for pattern in OUTPUT_PATTERNS:
+        for path in folder.glob(pattern):
+            path.unlink()
+
+
 def check_output(out: str) -> None:
     if out.startswith("gs://"):
-        if not out[5:].split("/", 1)[0]:
+        bucket, _, prefix = out[5:].partition("/")
+        if not bucket:
             raise LocalError(f"{out!r} names no bucket: use gs://BUCKET/PREFIX", EXIT_USAGE)
+        _check_new_prefix(bucket, prefix.strip("/"))
         return
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise LocalError(f"{out} exists and is not a folder", EXIT_USAGE)
+
+
+def _check_new_prefix(bucket: str, prefix: str) -> None:
+    """Objects are never deleted here: a prefix that already holds a dataset is refused."""
+    from google.api_core.exceptions import GoogleAPICallError
+
+    from shared.storage import client
+    manifest = f"{prefix}/manifest.json" if prefix else "manifest.json"
+    try:
+        taken = client().bucket(bucket).blob(manifest).exists()
+    except GoogleAPICallError as exc:
+        raise LocalError(f"cannot check gs://{bucket}/{manifest}: {exc.message}") from None
+    if taken:
+        raise LocalError(f"gs://{bucket}/{manifest} exists: that prefix already holds a dataset; give a new one "
+                         "(e.g. a version suffix)", EXIT_USAGE)

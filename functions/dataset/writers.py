@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 
 from functions.dataset.rows import DETECTION, TRAIN, VALIDATION, Example
@@ -30,29 +29,43 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def shard_names(split: str, count: int, per_shard: int) -> list[str]:
-    shards = math.ceil(count / per_shard)  # none for an empty split
-    return [f"{split}-{i:05d}-of-{shards:05d}.tfrecord" for i in range(shards)]
-
-
 class TFRecordShards:
-    """Writes each split's examples round-robin into its shards."""
+    """Each split's examples in shards of at most `per_shard`, filled in turn. Shards are
+    named train-00000-of-0000N.tfrecord once N is known: at close, since an image that
+    cannot be read is only found out while writing."""
 
-    def __init__(self, folder: Path, counts: dict[str, int], per_shard: int, task: str, label_ids: dict[str, int]):
+    def __init__(self, folder: Path, per_shard: int, task: str, label_ids: dict[str, int]):
         import tensorflow as tf
         self._tf = tf
+        self.folder, self.per_shard = folder, per_shard
         self.task, self.label_ids = task, label_ids
-        self.files = {split: [folder / name for name in shard_names(split, counts.get(split, 0), per_shard)]
-                      for split in SPLITS}
-        self._writers = {split: [tf.io.TFRecordWriter(str(path)) for path in paths]
-                         for split, paths in self.files.items()}
-        self._written = {split: 0 for split in SPLITS}
+        self._parts: dict[str, list[Path]] = {split: [] for split in SPLITS}
+        self._open: dict[str, object] = {}
+        self._count = {split: 0 for split in SPLITS}
 
     def add(self, example: Example, data: bytes, fmt: str, width: int, height: int) -> None:
-        writers = self._writers[example.split]
-        writers[self._written[example.split] % len(writers)].write(
-            self.serialize(example, data, fmt, width, height))
-        self._written[example.split] += 1
+        split = example.split
+        if self._count[split] % self.per_shard == 0:
+            self._close(split)
+            part = self.folder / f".{split}-{len(self._parts[split]):05d}.part"
+            self._parts[split].append(part)
+            self._open[split] = self._tf.io.TFRecordWriter(str(part))
+        self._open[split].write(self.serialize(example, data, fmt, width, height))
+        self._count[split] += 1
+
+    def _close(self, split: str) -> None:
+        writer = self._open.pop(split, None)
+        if writer is not None:
+            writer.close()
+
+    def close(self) -> list[Path]:
+        files = []
+        for split in SPLITS:
+            self._close(split)
+            parts = self._parts[split]
+            for i, part in enumerate(parts):
+                files.append(part.rename(self.folder / f"{split}-{i:05d}-of-{len(parts):05d}.tfrecord"))
+        return files
 
     def serialize(self, example: Example, data: bytes, fmt: str, width: int, height: int) -> bytes:
         tf = self._tf
@@ -75,12 +88,6 @@ class TFRecordShards:
             features["image/class/label"] = _ints(tf, [self.label_ids[example.label]])
             features["image/class/text"] = _bytes(tf, [example.label.encode()])
         return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
-
-    def close(self) -> list[Path]:
-        for writers in self._writers.values():
-            for writer in writers:
-                writer.close()
-        return [path for split in SPLITS for path in self.files[split]]
 
 
 def _bytes(tf, values):

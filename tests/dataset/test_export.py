@@ -241,6 +241,19 @@ def test_export_to_a_bucket(classified, emulator, tmp_path):
                      "sets/v1/validation.csv"]
     manifest = json.loads(gcs_client(emulator.url).bucket("exports").blob("sets/v1/manifest.json").download_as_bytes())
     assert len(manifest["examples"]) == 5
+    assert _export(classified, "gs://exports/sets/v1/", "--format", "csv") == 2  # never over an earlier dataset
+
+
+def test_a_new_export_into_a_folder_replaces_the_old_one(classified, tmp_path):
+    out = tmp_path / "out"
+    assert _export(classified, out, "--validation", "0", "--per-shard", "1") == 0
+    assert len(list(out.glob("train-*.tfrecord"))) == 5
+    (out / "notes.txt").write_text("mine")
+
+    assert _export(classified, out, "--validation", "0", "--format", "tfrecord") == 0
+
+    assert sorted(p.name for p in out.iterdir()) == ["label_map.pbtxt", "manifest.json", "notes.txt",
+                                                     "train-00000-of-00001.tfrecord"]
 
 
 @pytest.mark.parametrize("flags, message", [
