@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from functions.local import commands as local_commands
     local_commands.add_commands(sub)
+    from functions.dataset import cli as dataset_cli
+    dataset_cli.add_commands(sub)
     return parser
 
 
@@ -55,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from functions.server import serve
         return serve(args.host, args.port, dev=args.dev)
+    if args.command == "dataset":
+        from functions.dataset import cli as dataset_cli
+        return dataset_cli.run(args)
     from functions.local import commands as local_commands
     return local_commands.run(args)
 

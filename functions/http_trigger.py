@@ -27,6 +27,7 @@ STATUS = {
     "stale_event": 400, "overloaded": 429, "fetch_failed": 503, "model_error": 503,
 }
 JSON_TYPES = ("application/json",)
+IMAGE_FIELDS = ("image", "image_bytes", "encoded_image")  # CloudML and AI Platform names for {"b64": ...}
 
 
 def error_response(error: BucketeyeError):
@@ -134,7 +135,7 @@ def _instance_ref(item, index: int) -> ImageRef:
         target = parse_gs_uri(item["uri"])
         return ImageRef(trigger="http", uri=f"gs://{target.bucket}/{target.name}", bucket=target.bucket,
                         object=target.name, key=key)
-    image = item.get("image", item)
+    image = next((item[name] for name in IMAGE_FIELDS if name in item), item)
     b64 = image.get("b64") if isinstance(image, dict) else None
     if not isinstance(b64, str):
         raise BucketeyeError("bad_message", f'instance {index} has no image: use {{"image": {{"b64": ...}}}}, '

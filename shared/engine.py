@@ -21,8 +21,10 @@ from shared import postprocess
 from shared.batching import Batcher
 from shared.config import Settings
 from shared.errors import BucketeyeError
-from shared.imaging import check_size, decode_image, draft_size
+from shared.imaging import DecodedImage, check_size, decode_image, draft_size
+from shared.models import byte_input
 from shared.models.loader import LoadedModel, load_model
+from shared.models.spec import ENCODED
 from shared.preprocess import preprocess
 from shared.refs import ImageRef
 from shared.results import ImageInfo, Result
@@ -46,7 +48,8 @@ class Engine:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bucketeye-decode")
         spec = self.model.spec
         crop = spec.crop_fraction if spec.resize_mode == "crop" else 1.0
-        self._draft = draft_size((spec.width, spec.height), crop)
+        # A model that decodes the bytes itself needs our decode only to validate them: the smallest will do.
+        self._draft = (1, 1) if spec.encoding == ENCODED else draft_size((spec.width, spec.height), crop)
 
     def close(self) -> None:
         self.batcher.close()
@@ -84,7 +87,7 @@ class Engine:
             decoded = decode_image(data, max_bytes=self.settings.max_image_bytes,
                                    max_pixels=self.settings.max_image_pixels, min_size=self._draft)
             result.image = ImageInfo(format=decoded.format, width=decoded.width, height=decoded.height)
-            array = preprocess(decoded.image, self.model.spec)
+            array = self._model_input(decoded, data, result.ref)
             result.timings_ms["decode"] = (time.perf_counter() - fetched) * 1000.0
             return result, self.batcher.submit(array), started
         except BucketeyeError as exc:
@@ -94,6 +97,13 @@ class Engine:
         except Exception as exc:  # an unexpected decoder failure is still one bad image
             result.error = BucketeyeError("corrupt_image", f"decoding failed: {type(exc).__name__}")
         return result, None, started
+
+    def _model_input(self, decoded: DecodedImage, data: bytes, ref: ImageRef) -> np.ndarray:
+        """Our preprocessed pixels; or, for a model that decodes images itself, the validated bytes as sent."""
+        if self.model.spec.encoding == ENCODED:
+            byte_input.check_decodable(decoded.format)
+            return byte_input.model_input(data, ref.key)
+        return preprocess(decoded.image, self.model.spec)
 
     def _fetch(self, ref: ImageRef, result: Result) -> bytes:
         if ref.data is not None:
@@ -134,6 +144,7 @@ class Engine:
 
     def _interpret(self, result: Result, row: dict[str, np.ndarray], k: int) -> None:
         model = self.model
+        byte_input.raise_row_error(row)
         if model.task == "detection":
             result.detections = postprocess.detections(row, model.labels, self.settings.score_threshold)
         else:
