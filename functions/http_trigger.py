@@ -60,7 +60,7 @@ def handle(request):
 
     results = engine.classify(refs, top_k=top_k)
     records = [log_result(result) for result in results]
-    retryable = [r.error for r in results if not r.ok and r.error.retryable]
+    retryable = [r.error for r in results if r.error is not None and r.error.retryable]
     if retryable:
         return error_response(retryable[0])
     if single and not results[0].ok:

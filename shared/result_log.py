@@ -44,7 +44,7 @@ def result_logger(stream=None) -> logging.Logger:
 
 
 def severity(result: Result) -> int:
-    if result.ok:
+    if result.error is None:  # ok, or deliberately skipped
         return logging.INFO
     return logging.ERROR if result.error.retryable else logging.WARNING
 
@@ -67,6 +67,11 @@ def log_result(result: Result, *, logger: logging.Logger | None = None) -> dict:
     extra = {"json_fields": record, "insert_id": record["result_id"], "http_request": None}
     source = record["source"]
     name = source.get("uri") or source.get("key") or source.get("trigger")
-    message = f"{name}: {record['top_label']}" if result.ok else f"{name}: {result.error.code}"
+    if result.ok:
+        message = f"{name}: {record['top_label']}"
+    elif result.skip is not None:
+        message = f"{name}: skipped ({result.skip.code})"
+    else:
+        message = f"{name}: {result.error.code}"
     (logger or result_logger()).log(severity(result), message, extra=extra)
     return record
