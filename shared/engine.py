@@ -20,8 +20,8 @@ import numpy as np
 from shared import postprocess
 from shared.batching import Batcher
 from shared.config import Settings
-from shared.errors import BucketeyeError
-from shared.imaging import check_size, decode_image, draft_size
+from shared.errors import BucketeyeError, Skip
+from shared.imaging import check_size, decode_image, draft_size, sniff_format
 from shared.models.loader import LoadedModel, load_model
 from shared.preprocess import preprocess
 from shared.refs import ImageRef
@@ -81,6 +81,10 @@ class Engine:
             data = self._fetch(ref, result)
             fetched = time.perf_counter()
             result.timings_ms["fetch"] = (fetched - started) * 1000.0
+            if ref.only_images and sniff_format(data) is None:
+                result.skip = Skip("not_an_image", "the bytes are not an image (no JPEG, PNG, GIF, BMP, TIFF or "
+                                   "WebP signature)")
+                return result, None, started
             decoded = decode_image(data, max_bytes=self.settings.max_image_bytes,
                                    max_pixels=self.settings.max_image_pixels, min_size=self._draft)
             result.image = ImageInfo(format=decoded.format, width=decoded.width, height=decoded.height)

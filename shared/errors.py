@@ -61,5 +61,10 @@ class Skip:
         self.code = code
         self.message = message or SKIP_REASONS[code]
 
+    @property
+    def identity(self) -> str:
+        """Two events skipped for different reasons (a delete, a metadata update) are two rows."""
+        return f"{self.code}:{self.message}"
+
     def as_dict(self) -> dict:
         return {"code": self.code, "message": self.message, "retryable": False}

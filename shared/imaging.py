@@ -85,11 +85,27 @@ _SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"GIF87a": 
                b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"BM": "BMP"}
 
 
+# Content types that say nothing about the bytes (Cloud Storage records application/octet-stream
+# for an upload that gave none): such objects are identified by their first bytes instead.
+GENERIC_CONTENT_TYPES = ("", "application/octet-stream", "binary/octet-stream")
+SNIFF_BYTES = 12  # enough for every signature below (WebP's is at bytes 8-11)
+
+
+def is_generic_type(content_type: str | None) -> bool:
+    return (content_type or "").split(";")[0].strip().lower() in GENERIC_CONTENT_TYPES
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The allowed format whose magic number `head` starts with, or None: not an image we read."""
+    fmt = next((name for magic, name in _SIGNATURES.items() if head.startswith(magic)), None)
+    if fmt is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        fmt = "WEBP"
+    return fmt
+
+
 def _unidentified(data: bytes) -> BucketeyeError:
     """No decoder accepted the data: foreign data, a damaged header, or a variant Pillow cannot decode."""
-    fmt = next((name for magic, name in _SIGNATURES.items() if data.startswith(magic)), None)
-    if fmt is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        fmt = "WEBP"
+    fmt = sniff_format(data)
     if fmt is None:
         return BucketeyeError("unsupported_format", "not a supported image (JPEG, PNG, BMP, GIF, WebP, TIFF)")
     try:  # ask that format's decoder alone why it refused

@@ -30,10 +30,10 @@ def source_identity(ref: ImageRef) -> str:
     return f"{ref.trigger}-event:{ref.event_id}"
 
 
-def make_result_id(ref: ImageRef, model_id: str, skip_code: str = "") -> str:
+def make_result_id(ref: ImageRef, model_id: str, skipped: str = "") -> str:
     """Deterministic id: redeliveries of one upload share it, so SQL can de-duplicate. A skipped
     event has an id of its own (per reason), so it never competes with the image's result."""
-    identity = f"{source_identity(ref)}|{model_id}" + (f"|skipped:{skip_code}" if skip_code else "")
+    identity = f"{source_identity(ref)}|{model_id}" + (f"|skipped:{skipped}" if skipped else "")
     # surrogatepass: a lone surrogate in an event id (a JSON "\udc80" escape) must not raise
     digest = hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
     return digest[:32]
@@ -83,7 +83,7 @@ class Result:
 
     @property
     def result_id(self) -> str:
-        return make_result_id(self.ref, self.model.get("id", ""), self.skip.code if self.skip else "")
+        return make_result_id(self.ref, self.model.get("id", ""), self.skip.identity if self.skip else "")
 
     def to_record(self) -> dict:
         ref = self.ref
