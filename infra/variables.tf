@@ -220,6 +220,12 @@ variable "readable_buckets" {
   default     = []
 }
 
+variable "request_buckets" {
+  type        = list(string)
+  description = "REQUEST_BUCKETS: buckets besides the uploads bucket whose objects callers may name in HTTP, Pub/Sub and BigQuery requests. Each must also be in readable_buckets. The model's bucket is never read for a request."
+  default     = []
+}
+
 variable "settings_overrides" {
   type        = map(string)
   description = "Other settings from shared/config.py SETTINGS as environment variables, e.g. { MAX_IMAGE_BYTES = \"10485760\" }. Only names listed in run.tf's local.overridable_settings are accepted (settings with their own variable above are set there)."

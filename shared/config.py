@@ -37,7 +37,9 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "BATCH_QUEUE_SIZE": ("256", "Images waiting for the model before requests are refused (429/503)."),
     "INFERENCE_THREADS": ("0", "CPU cores the model uses; 0 means all. On the LiteRT path that many one-core copies run side by side under load, and a lone image uses all of them."),
     "DECODE_WORKERS": ("0", "Threads fetching and decoding images; 0 means one per CPU core. Raise it where inference is not on the CPU (a GPU)."),
+    "DECODE_PIXEL_BUDGET": ("0", "Most pixels decoded at once by all decode threads together; a decode waits for room. 0: a quarter of the memory limit at 10 bytes a pixel, never below MAX_IMAGE_PIXELS."),
     "ALLOWED_BUCKETS": ("", "Comma-separated buckets that may be read; '*' allows any. Empty allows none."),
+    "REQUEST_BUCKETS": ("", "Comma-separated buckets that URIs named in a request (HTTP, Pub/Sub message, BigQuery call, backfill) may read; '*' allows any. Empty: the ALLOWED_BUCKETS. The model's bucket (MODEL_URI) is never read for a request."),
     "SKIP_PREFIXES": ("", "Comma-separated object-name prefixes never classified (e.g. outputs)."),
     "MAX_EVENT_AGE_S": ("86400", "Events older than this many seconds are dropped with a stale_event error. 0 disables."),
     "DEDUP_WINDOW_S": ("600", "A redelivered event seen within this many seconds is not classified again."),
@@ -74,7 +76,9 @@ class Settings:
     batch_queue_size: int
     inference_threads: int
     decode_workers: int
+    decode_pixel_budget: int
     allowed_buckets: tuple[str, ...]
+    request_buckets: tuple[str, ...]
     skip_prefixes: tuple[str, ...]
     max_event_age_s: float
     dedup_window_s: float
@@ -91,8 +95,22 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
-    def bucket_allowed(self, bucket: str) -> bool:
-        return "*" in self.allowed_buckets or bucket in self.allowed_buckets
+    def bucket_allowed(self, bucket: str, *, requested: bool = False) -> bool:
+        """Whether `bucket` may be read: because a trigger fired for it (ALLOWED_BUCKETS), or,
+        `requested`, because a caller named it (REQUEST_BUCKETS; never the model's bucket)."""
+        if not requested:
+            return "*" in self.allowed_buckets or bucket in self.allowed_buckets
+        if bucket == self.model_bucket:
+            return False
+        listed = self.request_buckets or self.allowed_buckets
+        return "*" in listed or bucket in listed
+
+    @property
+    def model_bucket(self) -> str:
+        """The bucket MODEL_URI names, or "" for a local or built-in model."""
+        if not self.model_uri.lower().startswith("gs://"):
+            return ""
+        return self.model_uri[5:].partition("/")[0]
 
     def object_skipped(self, name: str) -> bool:
         return any(name.startswith(prefix) for prefix in self.skip_prefixes)
@@ -109,7 +127,7 @@ class SettingError(ValueError):
 # The smallest value each number may take (integers and floats alike); absent: no bound.
 _MINIMUM = {"TOP_K": 1, "MAX_IMAGE_BYTES": 1, "MAX_IMAGE_PIXELS": 1, "MAX_REQUEST_BYTES": 1, "MAX_INSTANCES": 1,
             "BATCH_MAX_SIZE": 1, "BATCH_MAX_DELAY_MS": 0, "BATCH_QUEUE_SIZE": 1, "INFERENCE_THREADS": 0,
-            "DECODE_WORKERS": 0, "MAX_EVENT_AGE_S": 0, "DEDUP_WINDOW_S": 0, "SCORE_THRESHOLD": 0}
+            "DECODE_WORKERS": 0, "DECODE_PIXEL_BUDGET": 0, "MAX_EVENT_AGE_S": 0, "DEDUP_WINDOW_S": 0, "SCORE_THRESHOLD": 0}
 
 
 def _choices(name: str) -> tuple[str, ...] | None:
