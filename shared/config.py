@@ -41,7 +41,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "ALLOWED_BUCKETS": ("", "Comma-separated buckets that may be read; '*' allows any. Empty allows none."),
     "REQUEST_BUCKETS": ("", "Comma-separated buckets that URIs named in a request (HTTP, Pub/Sub message, BigQuery call, backfill) may read; '*' allows any. Empty: the ALLOWED_BUCKETS. The model's bucket (MODEL_URI) is never read for a request."),
     "SKIP_PREFIXES": ("", "Comma-separated object-name prefixes never classified (e.g. outputs)."),
-    "MAX_EVENT_AGE_S": ("86400", "Events older than this many seconds are dropped with a stale_event error. 0 disables."),
+    "MAX_EVENT_AGE_S": ("86400", "Upload events (Cloud Storage) older than this many seconds are dropped with a stale_event error; requests (Pub/Sub messages naming work, backfill, HTTP) never are. 0 disables."),
     "DEDUP_WINDOW_S": ("600", "A redelivered event seen within this many seconds is not classified again."),
     "FETCH_TIMEOUT_S": ("30", "Timeout for one Cloud Storage read, in seconds."),
 }
