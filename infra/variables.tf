@@ -216,7 +216,7 @@ variable "skip_prefixes" {
 
 variable "readable_buckets" {
   type        = list(string)
-  description = "Buckets besides the uploads bucket the service may read (roles/storage.objectViewer, and added to ALLOWED_BUCKETS), e.g. a model bucket or buckets named in Pub/Sub requests."
+  description = "Buckets besides the uploads bucket the service may read (roles/storage.objectViewer, and added to ALLOWED_BUCKETS), e.g. a model bucket. For callers to name their objects in requests, list them in request_buckets too."
   default     = []
 }
 
