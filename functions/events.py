@@ -72,7 +72,17 @@ def reject(ref: ImageRef, error: BucketeyeError) -> Outcome:
 def skip(ref: ImageRef, reason: Skip) -> dict:
     """Log the `skipped` record of an event deliberately not classified; its summary."""
     record = log_result(Result(ref=ref, model=_model_info(), skip=reason))
+    return _skip_summary(ref, reason, record)
+
+
+def _skip_summary(ref: ImageRef, reason: Skip, record: dict) -> dict:
     return {"uri": ref.uri or None, "reason": reason.code, "message": reason.message, "result_id": record["result_id"]}
+
+
+def _by_bytes(ref: ImageRef) -> ImageRef:
+    """An uploaded object whose content type says nothing is classified only if its bytes are an image."""
+    generic_upload = ref.trigger == "storage" and ref.bucket and is_generic_type(ref.content_type)
+    return replace(ref, only_images=True) if generic_upload else ref
 
 
 def skip_event(ref: ImageRef, reason: Skip) -> Outcome:
@@ -88,8 +98,7 @@ def process(refs: list[ImageRef], *, event_time: datetime | None = None) -> Outc
         if reason is not None:
             skipped.append(skip(ref, reason))
         else:
-            todo.append(replace(ref, only_images=True) if ref.bucket and is_generic_type(ref.content_type)
-                        and ref.trigger == "storage" else ref)
+            todo.append(_by_bytes(ref))
     if not todo:
         return Outcome(200, {"results": [], "skipped": skipped})
 
@@ -120,9 +129,8 @@ def process(refs: list[ImageRef], *, event_time: datetime | None = None) -> Outc
             # generation only when read, and its redelivery is looked up before reading.
             cache.remember(delivery_id(ref, engine.model.id))
             cache.remember(result.result_id)
-        if result.skip is not None:
-            skipped.append({"uri": ref.uri or None, "reason": result.skip.code, "message": result.skip.message,
-                            "result_id": record["result_id"]})
+        if result.skip is not None:  # its bytes were not an image
+            skipped.append(_skip_summary(ref, result.skip, record))
         else:
             summaries.append(_summary(record))
     status = _status_for([r.error for r in results if r.error is not None])
