@@ -93,7 +93,7 @@ _FALLBACK_VIEWS = {
                (COUNT(DISTINCT uri) - 1) * MAX(size_bytes) AS wasted_bytes, MIN(timestamp) AS first_seen,
                MAX(timestamp) AS last_seen, LIST(DISTINCT uri ORDER BY uri) AS uris
         FROM results
-        WHERE content_md5 IS NOT NULL AND uri IS NOT NULL
+        WHERE content_md5 IS NOT NULL AND uri IS NOT NULL AND status != 'skipped'
         GROUP BY content_md5
         HAVING COUNT(DISTINCT uri) > 1""",
 }

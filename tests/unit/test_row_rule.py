@@ -113,3 +113,15 @@ def test_each_unparseable_message_is_its_own_row(warehouse):
     rows = warehouse.query("SELECT event_id, error_code FROM results ORDER BY event_id")[1]
     assert rows == [("msg-1", "bad_message"), ("msg-2", "bad_message")]
 
+
+
+def test_skipped_records_are_no_stored_images_in_duplicates(warehouse):
+    same = "md5-of-the-bytes"
+    copies = [ImageRef(trigger="storage", uri=f"gs://b/{n}", bucket="b", object=n, generation="1", md5_hash=same)
+              for n in ("a.txt", "b.txt", "c.jpg", "d.jpg")]
+    _write(warehouse, [Result(ref=copies[0], model=MODEL, skip=Skip("not_an_image")),
+                       Result(ref=copies[1], model=MODEL, skip=Skip("not_an_image")),
+                       _ok(copies[2]), _ok(copies[3])])
+
+    rows = warehouse.query("SELECT content_md5, copies FROM duplicates")[1]
+    assert rows == [(same, 2)]  # the two images, not the two skipped text files
