@@ -14,7 +14,7 @@ from flask import Response
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from functions import bigquery_trigger, runtime
-from functions.pubsub_trigger import decode_b64
+from functions.pubsub_trigger import caller_key, decode_b64
 from shared.errors import BucketeyeError
 from shared.refs import ImageRef
 from shared.result_log import log_result
@@ -61,7 +61,7 @@ def handle(request):
 
     results = engine.classify(refs, top_k=top_k)
     records = [log_result(result) for result in results]
-    retryable = [r.error for r in results if not r.ok and r.error.retryable]
+    retryable = [r.error for r in results if r.error is not None and r.error.retryable]
     if retryable:
         return error_response(retryable[0])
     if single and not results[0].ok:
@@ -105,7 +105,7 @@ def _refs(request, max_instances: int) -> tuple[list[ImageRef], bool]:
             raise BucketeyeError("bad_message", "the form holds no files")
         if len(files) > max_instances:
             raise BucketeyeError("bad_message", f"{len(files)} files; at most {max_instances} per request")
-        refs = [ImageRef(trigger="http", key=f.filename or "", content_type=f.mimetype or "", data=f.read())
+        refs = [ImageRef(trigger="http", key=caller_key(f.filename), content_type=f.mimetype or "", data=f.read())
                 for f in files]
         return refs, len(refs) == 1
     data = request.get_data()
@@ -128,7 +128,7 @@ def _json_refs(body, max_instances: int) -> list[ImageRef]:
 def _instance_ref(item, index: int) -> ImageRef:
     if not isinstance(item, dict):
         raise BucketeyeError("bad_message", f"instance {index} is not an object")
-    key = "" if item.get("key") is None else str(item["key"])[:256]
+    key = caller_key(item.get("key"))
     if "uri" in item:
         if not isinstance(item["uri"], str):
             raise BucketeyeError("bad_message", f"instance {index}: uri must be a string")

@@ -72,6 +72,7 @@ _FALLBACK_VIEWS = {
                jsonPayload.source.trigger AS trigger, jsonPayload.source.uri AS uri,
                jsonPayload.source.bucket AS bucket, jsonPayload.source.object AS object,
                jsonPayload.source.generation AS generation, jsonPayload.source.key AS key,
+               jsonPayload.source.event_id AS event_id,
                jsonPayload.model.id AS model_id, jsonPayload.top_label AS top_label,
                jsonPayload.top_score AS top_score, jsonPayload.predictions AS predictions,
                jsonPayload.timings_ms.total AS total_ms, jsonPayload.error.code AS error_code,
@@ -80,8 +81,9 @@ _FALLBACK_VIEWS = {
                CAST(jsonPayload.source.size_bytes AS BIGINT) AS size_bytes
         FROM {TABLE}
         WHERE jsonPayload.app = 'bucketeye' AND jsonPayload.result_id IS NOT NULL
-        QUALIFY ROW_NUMBER() OVER (PARTITION BY jsonPayload.result_id
-                                   ORDER BY timestamp DESC, receiveTimestamp DESC) = 1""",
+        QUALIFY ROW_NUMBER() OVER (PARTITION BY jsonPayload.result_id  -- infra/sql/results.sql's rule: ok wins
+                                   ORDER BY CASE WHEN jsonPayload.status = 'ok' THEN 0 ELSE 1 END,
+                                            timestamp DESC, receiveTimestamp DESC) = 1""",
     "predictions": """
         SELECT r.result_id, r.timestamp, r.uri, r.model_id, u.rank, u.p.label AS label,
                CAST(u.p.label_id AS BIGINT) AS label_id, u.p.score AS score
@@ -91,7 +93,7 @@ _FALLBACK_VIEWS = {
                (COUNT(DISTINCT uri) - 1) * MAX(size_bytes) AS wasted_bytes, MIN(timestamp) AS first_seen,
                MAX(timestamp) AS last_seen, LIST(DISTINCT uri ORDER BY uri) AS uris
         FROM results
-        WHERE content_md5 IS NOT NULL AND uri IS NOT NULL
+        WHERE content_md5 IS NOT NULL AND uri IS NOT NULL AND status != 'skipped'
         GROUP BY content_md5
         HAVING COUNT(DISTINCT uri) > 1""",
 }

@@ -162,6 +162,16 @@ def _digest(model_path: Path) -> str:
     return h.hexdigest()[:12]
 
 
+def _inside(folder: Path, rel: str, name: str) -> Path:
+    """folder/rel, refused when the object name would land outside folder: Cloud Storage names
+    may hold '..' segments or start with '/', and a model bucket is not to be trusted with paths."""
+    dest = folder / rel
+    if rel.startswith("/") or not dest.resolve().is_relative_to(folder.resolve()):
+        raise BucketeyeError("model_error", f"the model object {name[:200]!r} would be written outside the "
+                             "model cache folder; refusing to download it", retryable=False)
+    return dest
+
+
 def download_model(uri: str, cache: Path) -> Path:
     """Copy a gs:// model (a file plus its sidecars, or a whole prefix) into the cache once."""
     from shared.storage import list_objects, parse_gs_uri
@@ -185,7 +195,7 @@ def download_model(uri: str, cache: Path) -> Path:
             continue
         if is_file and not (rel in wanted or (rel.endswith(".pbtxt") and "/" not in rel)):
             continue
-        dest = (tmp if is_file else tmp / "model") / rel
+        dest = _inside(tmp if is_file else tmp / "model", rel, blob.name)
         dest.parent.mkdir(parents=True, exist_ok=True)
         blob.download_to_filename(str(dest))
         count += 1
