@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
+import time
 
 from shared.config import Settings
 from shared.errors import BucketeyeError
@@ -66,13 +68,30 @@ def _write_log_diagnostic() -> None:
             return
 
 
+def _startup_log() -> None:
+    """Start-up lines (GPU found, backend, device, compile time) on stderr, once per process."""
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("bucketeye[%(process)d] %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 def _load() -> None:
     from shared.engine import Engine
+    from shared.models.accelerator import gpu_name
     _write_log_diagnostic()  # servers that do not fork start loading here, still outside a request
+    _startup_log()
+    gpu = gpu_name()
+    log.info("GPU found: %s", gpu) if gpu else log.info("no GPU found")
     try:
+        started = time.perf_counter()
         engine = Engine(settings())
         _state["engine"] = engine
-        log.info("model %s ready (%s)", engine.model.id, engine.model.runtime.kind)
+        runtime = engine.model.runtime
+        log.info("model %s ready in %.1f s: %s on %s, batch sizes %s built and warmed (%d compiles)",
+                 engine.model.id, time.perf_counter() - started, runtime.kind, runtime.device,
+                 ",".join(map(str, engine.batch_sizes)), runtime.compiles)
     except BucketeyeError as exc:
         _state["error"] = exc
         log.error("model failed to load: %s", exc)

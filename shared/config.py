@@ -31,9 +31,12 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "MAX_INSTANCES": ("64", "Most images in one HTTP request or Pub/Sub message."),
     "BATCH_MAX_SIZE": ("8", "Most images the batcher runs through the model at once."),
     "BATCH_MAX_DELAY_MS": ("2", "How long the batcher waits for a batch to fill."),
+    "BATCH_SIZES": ("1,8,32,64", "Batch sizes the model is compiled for, each warmed before ready; a batch is padded up to the next one. Sizes above BATCH_MAX_SIZE are dropped (BATCH_MAX_SIZE itself is added)."),
     "BATCH_QUEUE_SIZE": ("256", "Images waiting for the model before requests are refused (429/503)."),
     "INFERENCE_THREADS": ("0", "CPU cores the model uses; 0 means all. On the LiteRT path that many one-core copies run side by side under load, and a lone image uses all of them."),
     "DECODE_WORKERS": ("0", "Threads fetching and decoding images; 0 means one per CPU core. Raise it where inference is not on the CPU (a GPU)."),
+    "WORKERS": ("0", "Server processes, each with its own model and batcher; 0 means one per vCPU (INFERENCE_THREADS and DECODE_WORKERS then default to the vCPUs divided among them)."),
+    "ACCELERATOR": ("auto", "auto, gpu or cpu. gpu: a missing GPU fails readiness (logged at ERROR) instead of serving on the CPU; cpu: never use a GPU."),
     "ALLOWED_BUCKETS": ("", "Comma-separated buckets that may be read; '*' allows any. Empty allows none."),
     "SKIP_PREFIXES": ("", "Comma-separated object-name prefixes never classified (e.g. outputs)."),
     "MAX_EVENT_AGE_S": ("86400", "Events older than this many seconds are dropped with a stale_event error. 0 disables."),
@@ -62,9 +65,12 @@ class Settings:
     max_instances: int
     batch_max_size: int
     batch_max_delay_ms: float
+    batch_sizes: tuple[str, ...]
     batch_queue_size: int
     inference_threads: int
     decode_workers: int
+    workers: int
+    accelerator: str
     allowed_buckets: tuple[str, ...]
     skip_prefixes: tuple[str, ...]
     max_event_age_s: float
@@ -87,6 +93,20 @@ class Settings:
 
     def object_skipped(self, name: str) -> bool:
         return any(name.startswith(prefix) for prefix in self.skip_prefixes)
+
+    @property
+    def allowed_batch_sizes(self) -> tuple[int, ...]:
+        """BATCH_SIZES up to BATCH_MAX_SIZE, which is always one of them, ascending."""
+        from shared.errors import BucketeyeError
+        top = max(1, self.batch_max_size)
+        try:
+            sizes = {int(size) for size in self.batch_sizes}
+        except ValueError:
+            sizes = {0}
+        if min(sizes, default=1) < 1:
+            raise BucketeyeError("model_error", f"BATCH_SIZES={','.join(self.batch_sizes)!r} must list whole "
+                                 "numbers of at least 1, e.g. 1,8,32,64", retryable=False)
+        return tuple(sorted({size for size in sizes if size <= top} | {top}))
 
     @property
     def cpu_threads(self) -> int:
