@@ -121,3 +121,15 @@ def engine():
         error = _state["error"]
         raise BucketeyeError("model_error", error.message if error else "the model is not loaded", retryable=True)
     return _state["engine"]
+
+
+def stats() -> dict:
+    """This worker process's counters (each process has its own model and batcher): what
+    a benchmark reads to see batch sizes, and that nothing compiled after ready."""
+    engine = _state["engine"]
+    if engine is None:
+        return {"worker": os.getpid()}
+    batcher = engine.batcher
+    return {"worker": os.getpid(), "device": engine.model.runtime.device, "compiles": engine.model.runtime.compiles,
+            "batch_sizes": {str(k): v for k, v in sorted(batcher.batch_sizes.items())},
+            "images_per_batch": {str(k): v for k, v in sorted(batcher.images_per_batch.items())}}

@@ -35,7 +35,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "BATCH_QUEUE_SIZE": ("256", "Images waiting for the model before requests are refused (429/503)."),
     "INFERENCE_THREADS": ("0", "CPU cores the model uses; 0 means all. On the LiteRT path that many one-core copies run side by side under load, and a lone image uses all of them."),
     "DECODE_WORKERS": ("0", "Threads fetching and decoding images; 0 means one per CPU core. Raise it where inference is not on the CPU (a GPU)."),
-    "WORKERS": ("0", "Server processes, each with its own model and batcher; 0 means one per vCPU (INFERENCE_THREADS and DECODE_WORKERS then default to the vCPUs divided among them)."),
+    "WORKERS": ("1", "Server processes, each with its own model and batcher; 0 means one per vCPU. INFERENCE_THREADS and DECODE_WORKERS left at 0 then share the vCPUs among them. More than 1 pays where the model is not on the CPU (a GPU): docs/benchmarks.md."),
     "ACCELERATOR": ("auto", "auto, gpu or cpu. gpu: a missing GPU fails readiness (logged at ERROR) instead of serving on the CPU; cpu: never use a GPU."),
     "ALLOWED_BUCKETS": ("", "Comma-separated buckets that may be read; '*' allows any. Empty allows none."),
     "SKIP_PREFIXES": ("", "Comma-separated object-name prefixes never classified (e.g. outputs)."),

@@ -100,8 +100,8 @@ def open_model(path: Path, settings: Settings) -> LoadedModel:
 def null_model(settings: Settings) -> LoadedModel:
     """The null model: the built-in model's input and labels, no computation."""
     from shared.models.default_model import LABELS_SOURCE, METADATA
-    accelerator.require_gpu_runtime(settings.accelerator, "no device (the null model)")
     runtime = runtimes.NullRuntime()
+    accelerator.require_gpu_runtime(settings.accelerator, runtime.device)
     spec = specs.apply_metadata(specs.spec_from_shape(runtime.input.shape, runtime.input.dtype), METADATA)
     return LoadedModel(runtime=runtime, spec=spec, labels=Labels.from_text(LABELS_SOURCE.read_text(encoding="utf-8")), name="null", version="0",
                        path=Path(NULL_MODEL_URI), task="classification")

@@ -267,6 +267,7 @@ class NullRuntime(Runtime):
     against it measures everything around the model (HTTP, fetch, decode, preprocessing,
     result logging) as the real model's input shape makes it."""
     kind = "null"
+    device = "no device (the null model)"
 
     def __init__(self, height: int = 224, width: int = 224, classes: int = 1000):
         self.inputs = [TensorInfo("images", (None, height, width, 3), "uint8")]
