@@ -117,9 +117,9 @@ def _open_runtime(path: Path, settings: Settings) -> tuple[runtimes.Runtime, Pat
         if tflite.is_file() and not (saved.is_dir() and on_gpu):
             return runtimes.TFLiteRuntime(tflite, threads), path
         if (saved / "saved_model.pb").is_file():
-            return runtimes.SavedModelRuntime(saved, xla=on_gpu), path
+            return runtimes.SavedModelRuntime(saved), path
         if (path / "saved_model.pb").is_file():
-            return runtimes.SavedModelRuntime(path, xla=on_gpu), path
+            return runtimes.SavedModelRuntime(path), path
         for suffix in MODEL_FILE_SUFFIXES:
             found = sorted(path.glob(f"*{suffix}"))
             if found:
@@ -130,7 +130,7 @@ def _open_runtime(path: Path, settings: Settings) -> tuple[runtimes.Runtime, Pat
     if suffix == ".tflite":
         return runtimes.TFLiteRuntime(path, threads), path
     if suffix in (".keras", ".h5"):
-        return runtimes.KerasRuntime(path, xla=on_gpu), path
+        return runtimes.KerasRuntime(path), path
     if suffix == ".onnx":
         return runtimes.OnnxRuntime(path, threads), path
     raise BucketeyeError("model_error", f"unknown model type {path.name!r}: use a SavedModel directory, "

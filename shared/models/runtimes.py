@@ -118,7 +118,7 @@ class SavedModelRuntime(Runtime):
     kind = "saved_model"
     builds_programs = True
 
-    def __init__(self, path: Path, signature: str = "serving_default", *, xla: bool = False):
+    def __init__(self, path: Path, signature: str = "serving_default"):
         import tensorflow as tf
         self._tf = tf
         try:
@@ -142,9 +142,10 @@ class SavedModelRuntime(Runtime):
         def program(batch):
             self._count_compile()
             return signature_fn(**{input_name: batch})
-        # Traced once per batch shape (the batcher only forms the allowed sizes), with XLA
-        # where it helps: on a GPU, where it fuses the small layers of a model like this one.
-        self._program = tf.function(program, jit_compile=xla or None, reduce_retracing=False)
+        # Traced once per batch shape (the batcher only forms the allowed sizes). Not with
+        # XLA: a model with an op XLA lacks would then fail to load, and its gain on a GPU
+        # is unmeasured here (JAX, below, is XLA by nature).
+        self._program = tf.function(program, reduce_retracing=False)
 
     def _run(self, batch):
         result = self._program(self._tf.constant(batch))
@@ -163,7 +164,7 @@ class KerasRuntime(Runtime):
     kind = "keras"
     builds_programs = True
 
-    def __init__(self, path: Path, *, xla: bool = False):
+    def __init__(self, path: Path):
         import keras
         try:
             self._model = keras.models.load_model(str(path), compile=False)
@@ -178,9 +179,9 @@ class KerasRuntime(Runtime):
         self.outputs = [TensorInfo(n, tuple(t.shape), _dtype_name(t.dtype))
                         for n, t in zip(self._output_names, model.outputs)]
         self.backend = keras.backend.backend()
-        self._call = {"jax": self._jax_program, "tensorflow": self._tf_program}.get(self.backend, self._eager)(xla)
+        self._call = {"jax": self._jax_program, "tensorflow": self._tf_program}.get(self.backend, self._eager)()
 
-    def _jax_program(self, xla: bool):
+    def _jax_program(self):
         import jax
         model = self._model
         # Weights go in as arguments, not as constants baked into every compiled program.
@@ -194,7 +195,7 @@ class KerasRuntime(Runtime):
         self.device = f"jax {jax.devices()[0]}"
         return lambda batch: compiled(*weights, batch)
 
-    def _tf_program(self, xla: bool):
+    def _tf_program(self):
         import tensorflow as tf
         model = self._model
 
@@ -202,9 +203,9 @@ class KerasRuntime(Runtime):
             self._count_compile()
             return model(batch, training=False)
         self.device = _tf_device(tf)
-        return tf.function(program, jit_compile=xla or None, reduce_retracing=False)
+        return tf.function(program, reduce_retracing=False)
 
-    def _eager(self, xla: bool):
+    def _eager(self):
         if self.backend != "torch":
             self.device = f"{self.backend} (eager)"
             return lambda batch: self._model(batch, training=False)
