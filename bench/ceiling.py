@@ -37,14 +37,28 @@ def jpeg_600x400(folder: Path) -> Path:
     return path
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds every process on the machine has used since boot (/proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def _load_round(server: serving.Server, image: Path, concurrency: int, seconds: int) -> dict:
-    cpu_before = server.cpu_seconds()
+    workers = server.worker_pids()
+    worker_before = [cpu_seconds(pid, tree=False) for pid in workers]
+    cpu_before, machine_before = server.cpu_seconds(), machine_busy_seconds()
     started = time.perf_counter()
     stats = serving.load(server, image, concurrency=concurrency, requests=0, seconds=seconds, duration=True)
     wall = time.perf_counter() - started
     server_cpu = server.cpu_seconds() - cpu_before
+    hey_cpu = stats["hey_cpu_ms_per_request"] * stats["requests"] / 1000.0
+    others = machine_busy_seconds() - machine_before - server_cpu - hey_cpu
     return stats | {"server_cpu_ms_per_image": 1000.0 * server_cpu / max(1, stats["ok"]),
-                    "server_cores_busy": server_cpu / wall, "hey_cpu_ms_per_image": stats["hey_cpu_ms_per_request"]}
+                    "server_cores_busy": server_cpu / wall, "hey_cpu_ms_per_image": stats["hey_cpu_ms_per_request"],
+                    "worker_cores_busy": [round((cpu_seconds(pid, tree=False) - before) / wall, 2)
+                                          for pid, before in zip(workers, worker_before)],
+                    "other_processes_cores_busy": max(0.0, others / wall)}
 
 
 def scaling(workdir: Path, image: Path, workers: list[int], concurrency: int, seconds: int, rounds: int,
@@ -177,7 +191,8 @@ def report(results: dict, workers: list[int]) -> str:
         lines.append(f"{results['model']}, {n} worker process(es), c={results['concurrency']}: {run['throughput']:.0f} img/s, "
                      f"p50 {run['p50_ms']:.1f} ms, p99 {run['p99_ms']:.1f} ms, server {run['server_cpu_ms_per_image']:.2f} "
                      f"CPU-ms/img ({run['server_cores_busy']:.2f} cores busy), hey {run['hey_cpu_ms_per_image']:.2f} "
-                     f"CPU-ms/img ({run['ok']}/{run['requests']} ok)")
+                     f"CPU-ms/img, per worker {run['worker_cores_busy']} cores, other processes on the machine "
+                     f"{run['other_processes_cores_busy']:.2f} cores ({run['ok']}/{run['requests']} ok)")
     for n in workers[1:]:
         lines.append(f"scaling {n} vs {workers[0]} processes: {scale[f'scaling_{n}_vs_{workers[0]}']:.2f}x "
                      f"(median of per-round ratios; target for 2 vs 1: >= 1.6x)")

@@ -2,7 +2,13 @@
 is ready, batches padded up to them, and no compile afterwards whatever sizes arrive."""
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +21,7 @@ from shared.models.loader import NULL_MODEL_URI, load_model, open_model
 from _unit_support import PROBE_SIZE, encode, inline_ref, running_engine, settings, solid
 
 SIZES = (1, 4, 8)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_batch_is_padded_up_to_the_next_allowed_size():
@@ -146,7 +153,6 @@ def test_cpu_hides_the_gpu_from_the_frameworks(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     monkeypatch.delenv("JAX_PLATFORMS", raising=False)
     assert accelerator.choose("cpu", "NVIDIA L4") is False
-    import os
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "" and os.environ["JAX_PLATFORMS"] == "cpu"
 
 
@@ -168,3 +174,38 @@ def test_gpu_requested_fails_a_model_that_runs_on_the_cpu(tflite_model):
 @pytest.mark.skipif(accelerator.gpu_name() is not None, reason="this machine has a GPU")
 def test_no_gpu_is_found_here():
     assert accelerator.gpu_name() is None
+
+
+# --- Keras 3 on JAX (the GPU host's backend), in its own process: the backend is chosen at import
+
+JAX_CHECK = """
+import json, sys
+import numpy as np
+from pathlib import Path
+from shared.batching import pad_batch
+from shared.models.runtimes import KerasRuntime
+runtime = KerasRuntime(Path(sys.argv[1]))
+runtime.warm_up((1, 4, 8))
+ready = runtime.compiles
+batch = np.random.default_rng(2).random((5, *runtime.input.shape[1:]), dtype=np.float32)
+padded = runtime.run(pad_batch(batch, (1, 4, 8)))["output_0"][:5]
+for size in (1, 4, 8, 4, 1):
+    runtime.run(np.zeros((size, *runtime.input.shape[1:]), np.float32))
+after = runtime.compiles
+alone = runtime.run(batch)["output_0"]  # 5: a shape never warmed, so it compiles once more
+print(json.dumps({"backend": runtime.backend, "device": runtime.device, "ready": ready, "after": after,
+                  "unwarmed": runtime.compiles, "diff": float(np.abs(padded - alone).max())}))
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed (requirements-dev.txt pins it)")
+def test_keras_on_jax_compiles_once_per_size(keras_model):
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", JAX_CHECK, str(keras_model)], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["backend"] == "jax" and out["device"].startswith("jax cpu")
+    assert out["ready"] == 3 and out["after"] == 3  # warmed sizes never compile again
+    assert out["unwarmed"] == 4  # the counter sees a real compile: it is not stuck at its warm-up value
+    assert out["diff"] < 1e-5
