@@ -129,7 +129,7 @@ def stats() -> dict:
     engine = _state["engine"]
     if engine is None:
         return {"worker": os.getpid()}
-    batcher = engine.batcher
+    counts = {name: {str(size): n for size, n in by_size.items()}
+              for name, by_size in engine.batcher.size_counts().items()}
     return {"worker": os.getpid(), "device": engine.model.runtime.device, "compiles": engine.model.runtime.compiles,
-            "batch_sizes": {str(k): v for k, v in sorted(batcher.batch_sizes.items())},
-            "images_per_batch": {str(k): v for k, v in sorted(batcher.images_per_batch.items())}}
+            **counts}

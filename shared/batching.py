@@ -67,6 +67,12 @@ class Batcher:
             raise BucketeyeError("overloaded", "too many images are waiting for the model; retry later") from None
         return future
 
+    def size_counts(self) -> dict[str, dict[int, int]]:
+        """Batches run by size after padding, and by real images in them (a copy)."""
+        with self._lock:
+            return {"batch_sizes": dict(sorted(self.batch_sizes.items())),
+                    "images_per_batch": dict(sorted(self.images_per_batch.items()))}
+
     def close(self) -> None:
         self._queue.put(_STOP)  # each thread passes it on to the next
         for thread in self._threads:

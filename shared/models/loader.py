@@ -103,7 +103,8 @@ def null_model(settings: Settings) -> LoadedModel:
     runtime = runtimes.NullRuntime()
     accelerator.require_gpu_runtime(settings.accelerator, runtime.device)
     spec = specs.apply_metadata(specs.spec_from_shape(runtime.input.shape, runtime.input.dtype), METADATA)
-    return LoadedModel(runtime=runtime, spec=spec, labels=Labels.from_text(LABELS_SOURCE.read_text(encoding="utf-8")), name="null", version="0",
+    labels = Labels.from_text(LABELS_SOURCE.read_text(encoding="utf-8"))
+    return LoadedModel(runtime=runtime, spec=spec, labels=labels, name="null", version="0",
                        path=Path(NULL_MODEL_URI), task="classification")
 
 
