@@ -68,19 +68,33 @@ COPY functions/ ./functions/
 RUN python -m compileall -q /app
 USER bucketeye
 
-# Production server (functions-framework's gunicorn, started by `python main.py serve`):
-#   WORKERS=1  one process holds the model and the GPU; the batcher gathers images from
-#              all concurrent requests into batches.
-#   THREADS    request threads; keep >= the service's concurrency (Terraform var.concurrency, max 64).
+# Production server (functions-framework's gunicorn, started by `python main.py serve`),
+# set for an L4 with 8 vCPUs (infra/ sets the same from its variables):
+#   WORKERS=8  one server process per vCPU, each with its own model copy (~20 MB of weights)
+#              and batcher: one Python process tops out near 330 images/s whatever the
+#              vCPUs, and the per-image CPU work (HTTP, decode, logging) scales with
+#              processes (docs/benchmarks.md).
+#   INFERENCE_THREADS=1, DECODE_WORKERS=4  per process: the GPU infers, reads wait on the network.
+#   BATCH_SIZES  the shapes compiled and warmed before /healthz says ready; batches are
+#              padded up to the next one, so no request waits on a compile.
+#   ACCELERATOR=gpu  no usable GPU fails readiness (logged at ERROR) instead of serving on the CPU.
+#   THREADS    request threads per process; each >= the service's concurrency (max 64), as
+#              connections need not spread evenly over the processes.
 #   CLOUD_RUN_TIMEOUT_SECONDS=0  no gunicorn worker timeout: Cloud Run enforces the
 #              request timeout, and a long batch must not get the worker killed.
 # PORT is set by Cloud Run (8080 here as the local default).
 ENV PORT=8080 \
-    WORKERS=1 \
+    WORKERS=8 \
     THREADS=64 \
+    INFERENCE_THREADS=1 \
+    DECODE_WORKERS=4 \
+    BATCH_SIZES=1,8,32 \
+    BATCH_MAX_SIZE=32 \
+    ACCELERATOR=gpu \
     CLOUD_RUN_TIMEOUT_SECONDS=0 \
     TF_CPP_MIN_LOG_LEVEL=1 \
-    TF_FORCE_GPU_ALLOW_GROWTH=true
+    TF_FORCE_GPU_ALLOW_GROWTH=true \
+    XLA_PYTHON_CLIENT_PREALLOCATE=false
 
 EXPOSE 8080
 CMD ["python", "main.py", "serve"]

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install model test browser infra-check demo bench clean
+.PHONY: install model test browser infra-check demo bench bench-ceiling bench-gpu clean
 
 install: $(STAMP)
 
@@ -43,6 +43,18 @@ bench: install
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq hey >/dev/null; }
 	$(PY) -m bench.run --quick
+
+## Serving ceiling without a GPU: the null model over HTTP, 1 vs 2 server processes, CPU-ms per image by stage.
+bench-ceiling: install
+	@command -v hey >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq hey >/dev/null; }
+	$(PY) -m bench.ceiling
+
+## The same load against the GPU path (GPU_MODEL: a .keras file on a JAX host); stops at once without a GPU.
+GPU_MODEL ?=
+bench-gpu:
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m bench.gpu --model "$(GPU_MODEL)"
 
 clean:
 	rm -rf $(VENV) .venv-infra .venv-checkov .pytest_cache

@@ -65,8 +65,8 @@ def outcome_response(outcome):
 def health():
     if runtime.is_ready():
         model = runtime.engine().model
-        return {"status": "ready", "model": model.info, "runtime": model.runtime.kind}, 200, {}
+        return {"status": "ready", "model": model.info, "runtime": model.runtime.kind, **runtime.stats()}, 200, {}
     error = runtime.load_error()
     if error is not None:
-        return {"status": "failed", "error": error.as_dict()}, 503, {}
-    return {"status": "loading"}, 503, {"Retry-After": "1"}
+        return {"status": "failed", "error": error.as_dict(), **runtime.stats()}, 503, {}
+    return {"status": "loading", **runtime.stats()}, 503, {"Retry-After": "1"}

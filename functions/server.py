@@ -24,12 +24,34 @@ create_server(create_app(target, source, "http"), dev == "1", **options).run(hos
 
 
 def serve(host: str, port: int, *, dev: bool = False) -> int:
-    # gunicorn worker settings that functions-framework reads from the environment:
-    # one process owns the model (and the GPU); threads carry concurrent requests.
-    os.environ.setdefault("WORKERS", "1")
+    # gunicorn settings that functions-framework reads from the environment: WORKERS
+    # processes, each loading its own model and batcher (one interpreter lock caps a
+    # process near a few hundred images/s: docs/benchmarks.md), THREADS requests each.
+    os.environ.update(process_settings(os.environ))
     os.environ.setdefault("THREADS", DEFAULT_THREADS)
     argv = [sys.executable, "-c", _LAUNCH, "bucketeye", str(MAIN), host, str(port), "1" if dev else "0",
             str(LIMIT_REQUEST_LINE)]
     sys.stdout.flush()
     os.execv(sys.executable, argv)  # replaces this process: signals reach the server directly
     return 0
+
+
+def vcpus() -> int:
+    """The vCPUs this process may run on (its affinity), which a container limits."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def process_settings(environ) -> dict[str, str]:
+    """WORKERS resolved (0: one per vCPU), and the per-process thread counts that are
+    left at 0 sharing the vCPUs among the workers instead of each taking all of them."""
+    from shared.config import Settings
+    settings = Settings.from_env(environ)
+    cpus = vcpus()
+    workers = settings.workers if settings.workers > 0 else cpus
+    share = str(max(1, cpus // workers))
+    return {"WORKERS": str(workers),
+            "INFERENCE_THREADS": str(settings.inference_threads or share),
+            "DECODE_WORKERS": str(settings.decode_workers or share)}

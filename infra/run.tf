@@ -15,9 +15,15 @@ locals {
     ALLOWED_BUCKETS    = join(",", local.allowed_buckets)
     SKIP_PREFIXES      = join(",", var.skip_prefixes)
     # os.cpu_count() can report the host's cores rather than the instance's vCPUs:
-    # size the thread pools from the instance size instead.
-    INFERENCE_THREADS = tostring(var.cpu)
-    DECODE_WORKERS    = tostring(4 * var.cpu) # the GPU infers; reads wait on the network: four threads per vCPU
+    # size the processes and thread pools from the instance size instead.
+    # One server process per vCPU, each with its own model copy and batcher: one Python
+    # process tops out near 330 images/s whatever the vCPUs (docs/benchmarks.md).
+    WORKERS           = tostring(var.cpu)
+    INFERENCE_THREADS = "1"
+    DECODE_WORKERS    = "4" # per process: the GPU infers; reads wait on the network
+    # Every batch size compiled and warmed before the startup probe passes.
+    BATCH_SIZES = "1,8,32" # up to batch_max_size (32)
+    ACCELERATOR = "gpu" # no GPU found: fail readiness (logged at ERROR), never serve on the CPU
     # Buckets a caller may name (HTTP, Pub/Sub, BigQuery): the uploads bucket, never the model's.
     REQUEST_BUCKETS = join(",", concat([google_storage_bucket.uploads.name], var.request_buckets))
   }

@@ -34,10 +34,13 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "MAX_INSTANCES": ("64", "Most images in one HTTP request or Pub/Sub message."),
     "BATCH_MAX_SIZE": ("8", "Most images the batcher runs through the model at once."),
     "BATCH_MAX_DELAY_MS": ("2", "How long the batcher waits for a batch to fill."),
+    "BATCH_SIZES": ("1,8,32,64", "Batch sizes the model is compiled for, each warmed before ready; a batch is padded up to the next one. Sizes above BATCH_MAX_SIZE are dropped (BATCH_MAX_SIZE itself is added)."),
     "BATCH_QUEUE_SIZE": ("256", "Images waiting for the model before requests are refused (429/503)."),
     "INFERENCE_THREADS": ("0", "CPU cores the model uses; 0 means all. On the LiteRT path that many one-core copies run side by side under load, and a lone image uses all of them."),
     "DECODE_WORKERS": ("0", "Threads fetching and decoding images; 0 means one per CPU core. Raise it where inference is not on the CPU (a GPU)."),
     "DECODE_PIXEL_BUDGET": ("0", "Most pixels decoded at once by all decode threads together; a decode waits for room. 0: a quarter of the memory limit at 10 bytes a pixel, never below MAX_IMAGE_PIXELS."),
+    "WORKERS": ("1", "Server processes, each with its own model and batcher; 0 means one per vCPU. INFERENCE_THREADS and DECODE_WORKERS left at 0 then share the vCPUs among them. More than 1 pays where the model is not on the CPU (a GPU): docs/benchmarks.md."),
+    "ACCELERATOR": ("auto", "auto, gpu or cpu. gpu: a missing GPU fails readiness (logged at ERROR) instead of serving on the CPU; cpu: never use a GPU."),
     "ALLOWED_BUCKETS": ("", "Comma-separated buckets that may be read; '*' allows any. Empty allows none."),
     "REQUEST_BUCKETS": ("", "Comma-separated buckets that URIs named in a request (HTTP, Pub/Sub message, BigQuery call, backfill) may read; '*' allows any. Empty: the ALLOWED_BUCKETS. The model's bucket (MODEL_URI) is never read for a request."),
     "SKIP_PREFIXES": ("", "Comma-separated object-name prefixes never classified (e.g. outputs)."),
@@ -73,10 +76,13 @@ class Settings:
     max_instances: int
     batch_max_size: int
     batch_max_delay_ms: float
+    batch_sizes: tuple[str, ...]
     batch_queue_size: int
     inference_threads: int
     decode_workers: int
     decode_pixel_budget: int
+    workers: int
+    accelerator: str
     allowed_buckets: tuple[str, ...]
     request_buckets: tuple[str, ...]
     skip_prefixes: tuple[str, ...]
@@ -116,6 +122,13 @@ class Settings:
         return any(name.startswith(prefix) for prefix in self.skip_prefixes)
 
     @property
+    def allowed_batch_sizes(self) -> tuple[int, ...]:
+        """BATCH_SIZES up to BATCH_MAX_SIZE, which is always one of them, ascending
+        (BATCH_SIZES was checked when the settings were read)."""
+        top = max(1, self.batch_max_size)
+        return tuple(sorted({int(size) for size in self.batch_sizes if int(size) <= top} | {top}))
+
+    @property
     def cpu_threads(self) -> int:
         return self.inference_threads or os.cpu_count() or 1
 
@@ -127,14 +140,16 @@ class SettingError(ValueError):
 # The smallest value each number may take (integers and floats alike); absent: no bound.
 _MINIMUM = {"TOP_K": 1, "MAX_IMAGE_BYTES": 1, "MAX_IMAGE_PIXELS": 1, "MAX_REQUEST_BYTES": 1, "MAX_INSTANCES": 1,
             "BATCH_MAX_SIZE": 1, "BATCH_MAX_DELAY_MS": 0, "BATCH_QUEUE_SIZE": 1, "INFERENCE_THREADS": 0,
-            "DECODE_WORKERS": 0, "DECODE_PIXEL_BUDGET": 0, "MAX_EVENT_AGE_S": 0, "DEDUP_WINDOW_S": 0, "SCORE_THRESHOLD": 0}
+            "DECODE_WORKERS": 0, "DECODE_PIXEL_BUDGET": 0, "WORKERS": 0, "MAX_EVENT_AGE_S": 0, "DEDUP_WINDOW_S": 0, "SCORE_THRESHOLD": 0}
 
 
 def _choices(name: str) -> tuple[str, ...] | None:
     """The words a setting may be (any case), or None for free-form settings."""
+    from shared.models.accelerator import CHOICES as ACCELERATORS
     from shared.models.spec import COLOR_SPACES, RESIZE_MODES
     from shared.postprocess import OUTPUT_KINDS
-    return {"RESIZE_MODE": RESIZE_MODES, "COLOR_SPACE": COLOR_SPACES, "OUTPUT_KIND": OUTPUT_KINDS}.get(name)
+    return {"RESIZE_MODE": RESIZE_MODES, "COLOR_SPACE": COLOR_SPACES, "OUTPUT_KIND": OUTPUT_KINDS,
+            "ACCELERATOR": ACCELERATORS}.get(name)
 
 
 def _invalid(name: str, raw: str, allowed: str) -> SettingError:
@@ -145,7 +160,10 @@ def _parse(type_name: str, raw: str, name: str):
     if type_name in ("int", "float"):
         return _number(type_name, raw, name)
     if type_name.startswith("tuple"):
-        return _as_list(raw)
+        items = _as_list(raw)
+        if name == "BATCH_SIZES" and not all(item.isdigit() and int(item) >= 1 for item in items):
+            raise _invalid(name, raw, "whole numbers of at least 1, comma-separated, e.g. 1,8,32,64")
+        return items
     value = raw.strip()
     choices = _choices(name)
     if value and choices and value.lower() not in (c.lower() for c in choices):

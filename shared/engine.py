@@ -37,10 +37,16 @@ class Engine:
         self.settings = settings
         self.model = model or load_model(settings)
         runtime = self.model.runtime
+        # A batching model sees only the allowed batch sizes, each built and warmed here,
+        # before the service says it is ready: no request ever waits on a compile.
         # A runtime that runs one image per call takes one image at a time: waiting for a
         # fuller batch would only add latency, and free lanes should get the next images.
+        self.batch_sizes = settings.allowed_batch_sizes if runtime.batchable else (1,)
+        runtime.warm_up(self.batch_sizes)
         self.batcher = Batcher(runtime.run, lanes=[copy.run for copy in runtime.single_core_copies(settings.cpu_threads)],
-                               max_size=settings.batch_max_size if runtime.batchable else 1,
+                               max_size=max(self.batch_sizes),
+                               # Padding is for programs built per batch shape; other batches run as they come.
+                               allowed_sizes=self.batch_sizes if runtime.batchable and runtime.builds_programs else (),
                                max_delay_s=settings.batch_max_delay_ms / 1000.0,
                                queue_size=settings.batch_queue_size)
         # One per core: on the CPU path, more threads preempt XNNPACK's inference threads

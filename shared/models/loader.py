@@ -15,7 +15,7 @@ from pathlib import Path
 
 from shared.config import Settings
 from shared.errors import BucketeyeError
-from shared.models import byte_input, runtimes, spec as specs
+from shared.models import accelerator, byte_input, runtimes, spec as specs
 from shared.models.labels import Labels, find_labels
 from shared.postprocess import OUTPUT_KINDS, is_detection
 
@@ -60,8 +60,13 @@ class LoadedModel:
         } | ({"byte_input": rt.describe()} if isinstance(rt, byte_input.ByteInputRuntime) else {})
 
 
+NULL_MODEL_URI = "null:"  # the benchmark's null model (runtimes.NullRuntime)
+
+
 def load_model(settings: Settings, uri: str | None = None) -> LoadedModel:
     uri = settings.model_uri if uri is None else uri
+    if uri == NULL_MODEL_URI:
+        return null_model(settings)
     if not uri:
         from shared.models.default_model import ensure_default_model
         path = ensure_default_model(settings.model_cache_dir)
@@ -76,6 +81,7 @@ def load_model(settings: Settings, uri: str | None = None) -> LoadedModel:
 
 def open_model(path: Path, settings: Settings) -> LoadedModel:
     runtime, model_path = _open_runtime(path, settings)
+    accelerator.require_gpu_runtime(settings.accelerator, runtime.device)
     meta = _read_metadata(model_path)
     if isinstance(runtime, byte_input.ByteInputRuntime):
         spec = specs.encoded_spec()  # resize, colour and range settings do not apply: the model decodes
@@ -94,6 +100,17 @@ def open_model(path: Path, settings: Settings) -> LoadedModel:
                        version=version, path=model_path, task=task)
 
 
+def null_model(settings: Settings) -> LoadedModel:
+    """The null model: the built-in model's input and labels, no computation."""
+    from shared.models.default_model import LABELS_SOURCE, METADATA
+    runtime = runtimes.NullRuntime()
+    accelerator.require_gpu_runtime(settings.accelerator, runtime.device)
+    spec = specs.apply_metadata(specs.spec_from_shape(runtime.input.shape, runtime.input.dtype), METADATA)
+    labels = Labels.from_text(LABELS_SOURCE.read_text(encoding="utf-8"))
+    return LoadedModel(runtime=runtime, spec=spec, labels=labels, name="null", version="0",
+                       path=Path(NULL_MODEL_URI), task="classification")
+
+
 def _open_runtime(path: Path, settings: Settings) -> tuple[runtimes.Runtime, Path]:
     runtime, model_path = _open_framework(path, settings)
     if byte_input.takes_bytes(runtime):
@@ -106,11 +123,12 @@ def _open_runtime(path: Path, settings: Settings) -> tuple[runtimes.Runtime, Pat
 
 def _open_framework(path: Path, settings: Settings) -> tuple[runtimes.Runtime, Path]:
     threads = settings.cpu_threads
+    on_gpu = accelerator.choose(settings.accelerator, accelerator.gpu_name())
     if path.is_dir():
         tflite = path / "model.tflite"
         saved = path / "saved_model"
         # A bundle holding both (the built-in model): TFLite on CPU, the SavedModel on a GPU.
-        if tflite.is_file() and not (saved.is_dir() and gpu_available()):
+        if tflite.is_file() and not (saved.is_dir() and on_gpu):
             return runtimes.TFLiteRuntime(tflite, threads), path
         if (saved / "saved_model.pb").is_file():
             return runtimes.SavedModelRuntime(saved), path
@@ -131,11 +149,6 @@ def _open_framework(path: Path, settings: Settings) -> tuple[runtimes.Runtime, P
         return runtimes.OnnxRuntime(path, threads), path
     raise BucketeyeError("model_error", f"unknown model type {path.name!r}: use a SavedModel directory, "
                          ".keras, .tflite or .onnx", retryable=False)
-
-
-def gpu_available() -> bool:
-    """Cheap check that needs no framework import: an NVIDIA device node."""
-    return os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvidiactl")
 
 
 def _read_metadata(model_path: Path) -> dict:

@@ -1034,7 +1034,9 @@ def test_dockerfile_production_settings(cfg, name):
     users = re.findall(r"^USER\s+(\S+)", content, re.M)
     assert users and users[-1] not in ("root", "0"), "the service must run as a non-root user"
     env = _dockerfile_env(content)
-    assert env.get("WORKERS") == "1", "one process holds the model (and the GPU)"
+    # Server processes, each with its model and batcher: the GPU image one per vCPU (WORKERS=8
+    # for an L4 with 8 vCPUs), the CPU image one (its LiteRT lanes already use every core).
+    assert env.get("WORKERS") == ("8" if name == "Dockerfile" else "1")
     assert env.get("CLOUD_RUN_TIMEOUT_SECONDS") == "0"
     assert int(env["THREADS"]) >= cfg.default("concurrency"), "THREADS must cover the default concurrency"
     limit = re.search(r"var\.concurrency <= (\d+)", first(cfg.variables["concurrency"]["validation"])["condition"])

@@ -20,6 +20,9 @@ from shared.config import SETTINGS, Settings, SettingError, non_defaults
     ("COLOR_SPACE", "CMYK", "one of RGB, HSV, YIQ, YUV, GRAYSCALE (or empty)"),
     ("OUTPUT_KIND", "softmax", "one of auto, logits, probabilities (or empty)"),
     ("INPUT_RANGE", "1,0", "LOW,HIGH with LOW below HIGH"),
+    ("WORKERS", "-1", "an integer >= 0"),
+    ("ACCELERATOR", "tpu", "one of auto, gpu, cpu (or empty)"),
+    ("BATCH_SIZES", "1,eight", "whole numbers of at least 1"),
 ])
 def test_a_bad_value_is_one_clear_line(name, value, allowed):
     with pytest.raises(SettingError) as caught:
