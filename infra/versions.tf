@@ -5,10 +5,10 @@ terraform {
   required_providers {
     google = {
       source = "hashicorp/google"
-      # 6.28 added the Cloud Run GPU fields this configuration sets
-      # (node_selector, gpu_zonal_redundancy_disabled). 7.x is compatible;
-      # 8.x is not tested yet.
-      version = ">= 6.28, < 8.0"
+      # Every block in infra/ is checked against the schema of google 6.50.0
+      # (infra/tools/schema_check.py); 6.28 added the Cloud Run GPU fields. 7.x removed
+      # and renamed fields and is not checked yet.
+      version = ">= 6.50, < 7.0"
     }
   }
 }

@@ -241,18 +241,27 @@ def test_every_variable_has_type_and_description(cfg):
         assert str(body.get("description", "")).strip(), f"var.{name} has no description"
 
 
-def test_provider_constraint_admits_6_28(cfg):
-    constraints = [
-        first(t["required_providers"])["google"]
-        for t in cfg.terraform
-        if "required_providers" in t
-    ]
-    assert len(constraints) == 1, "declare the google provider once (versions.tf)"
-    google = constraints[0]
-    assert google["source"] == "hashicorp/google"
-    version = google["version"]
-    assert _admits(version, (6, 28, 0)), f"{version!r} must admit 6.28"
-    assert not _admits(version, (6, 27, 99)), f"{version!r} must require at least 6.28 (GPU fields)"
+def test_provider_constraints_admit_the_checked_versions(cfg):
+    """versions.tf pins ranges that hold the provider versions the schema check ran against
+    (infra/tools/provider_schema.py), and no wider: a major version not checked is refused."""
+    sys.path.insert(0, str(INFRA / "tools"))
+    from provider_schema import PROVIDER_PACKAGES
+
+    required = {}
+    for block in cfg.terraform:
+        for providers in block.get("required_providers", []):
+            for name, spec in providers.items():
+                assert name not in required, f"declare the {name} provider once (versions.tf)"
+                required[name] = spec
+    assert "google" in required
+    for name, spec in required.items():
+        assert name in PROVIDER_PACKAGES, f"{name}: no schema package checks it (provider_schema.PROVIDER_PACKAGES)"
+        assert spec["source"] == f"hashicorp/{name}"
+        checked = tuple(int(x) for x in PROVIDER_PACKAGES[name][2].split("."))
+        assert _admits(spec["version"], checked), f"{name}: {spec['version']!r} must admit the checked {checked}"
+        assert not _admits(spec["version"], (checked[0] + 1, 0, 0)), f"{name}: {spec['version']!r} admits an unchecked major version"
+    google = required["google"]["version"]
+    assert not _admits(google, (6, 27, 99)), f"{google!r} must require at least 6.28 (GPU fields)"
 
 
 def _admits(constraint: str, version: tuple) -> bool:
