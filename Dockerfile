@@ -17,7 +17,7 @@
 #     from the distribution. Here pip picks the CUDA/cuDNN versions TensorFlow declares.
 #
 # The model is baked in at build time (see below) for cold starts: a scaled-from-zero
-# GPU instance must load the model before /healthz answers and requests are routed to it.
+# GPU instance must load the model before /health answers and requests are routed to it.
 # Reading ~20 MB from the image is fast and cannot fail; building it at start would add
 # seconds of TensorFlow graph building per cold start, and fetching from Cloud Storage
 # would add a network dependency. MODEL_URI still selects another model at run time.

@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException  # noqa: E402
 
 from functions import app, event_endpoints, http_trigger, runtime  # noqa: E402
 
-runtime.load_after_fork()  # the model loads as the worker starts; /healthz says when it is ready
+runtime.load_after_fork()  # the model loads as the worker starts; /health says when it is ready
 
 
 class _Redeliver(HTTPException):

@@ -420,6 +420,7 @@ def test_scaling_and_concurrency_are_variables(cfg, service):
 
 
 def test_startup_probe_uses_health_route(container):
+    assert not routes()["HEALTH_ROUTE"].endswith("z"), "Cloud Run reserves some paths ending in z"
     probe = first(container["startup_probe"])
     assert first(probe["http_get"])["path"] == routes()["HEALTH_ROUTE"]
     if "liveness_probe" in container:
