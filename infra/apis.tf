@@ -7,6 +7,7 @@ locals {
     "cloudresourcemanager.googleapis.com",
     "eventarc.googleapis.com",
     "iam.googleapis.com",
+    "iamcredentials.googleapis.com", # identity tokens by impersonation (docs/deploy.md)
     "logging.googleapis.com",
     "monitoring.googleapis.com",
     "pubsub.googleapis.com",

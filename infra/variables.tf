@@ -17,8 +17,8 @@ variable "service_name" {
   default     = "bucketeye"
 
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{1,19}$", var.service_name))
-    error_message = "service_name: lowercase letters, digits and dashes, starting with a letter, 2 to 20 characters (service-account ids are built from it)."
+    condition     = can(regex("^[a-z][a-z0-9-]{0,18}[a-z0-9]$", var.service_name))
+    error_message = "service_name: lowercase letters, digits and dashes, starting with a letter and not ending with a dash (Cloud Run refuses that), 2 to 20 characters (service-account ids are built from it)."
   }
 }
 
@@ -326,6 +326,11 @@ variable "dataset_id" {
   type        = string
   description = "BigQuery dataset receiving the results (log sink) and holding the views."
   default     = "bucketeye"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_]{1,1024}$", var.dataset_id))
+    error_message = "dataset_id: letters, digits and underscores only (BigQuery allows no dashes), at most 1024 characters."
+  }
 }
 
 variable "bigquery_location" {

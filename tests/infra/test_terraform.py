@@ -355,6 +355,29 @@ def test_invoker_members_variable_refuses_public_principals(cfg):
     assert not re.search(pattern, "user:someone@example.com")
 
 
+def _validation_pattern(cfg, name: str) -> re.Pattern:
+    validation = first(cfg.variables[name]["validation"])
+    pattern = re.search(rf'can\(regex\("([^"]+)", var\.{name}\)\)', validation["condition"])
+    assert pattern, f"var.{name} should be validated with can(regex(...))"
+    return re.compile(pattern.group(1))
+
+
+@pytest.mark.parametrize("name,good,bad", [
+    # Cloud Run service names may not end in a dash; service-account ids (6-30 characters)
+    # are built as SERVICE-run / SERVICE-push / SERVICE-build.
+    ("service_name", ["bucketeye", "ab", "img-2", "a" * 20], ["bucketeye-", "Bucketeye", "1eye", "a", "a" * 21, "b_eye"]),
+    # BigQuery datasets: letters, digits and underscores.
+    ("dataset_id", ["bucketeye", "Bucket_Eye_2", "_results"], ["bucketeye-results", "bucket eye", "", "a.b"]),
+])
+def test_name_validations(cfg, name, good, bad):
+    pattern = _validation_pattern(cfg, name)
+    assert pattern.fullmatch(cfg.default(name))
+    for value in good:
+        assert pattern.search(value), f"var.{name} refuses {value!r}"
+    for value in bad:
+        assert not pattern.search(value), f"var.{name} lets {value!r} through"
+
+
 def test_cloud_run_invoker_iam_is_not_disabled(cfg):
     _, service = cfg.one("google_cloud_run_v2_service")
     assert service.get("invoker_iam_disabled") in (None, False)
