@@ -1095,6 +1095,20 @@ def test_cloudbuild_pushes_where_terraform_deploys_from(cfg):
     assert "${_IMAGE_URI}:${_TAG}" in content and "${_IMAGE_URI}:${BUILD_ID}" in content
 
 
+def test_cloudbuild_cache_is_a_fixed_tag_it_also_pushes():
+    """The layer cache is pulled by a tag that exists before the build (not the new _TAG or
+    BUILD_ID), and every build pushes that tag for the next one."""
+    content = (REPO / "cloudbuild.yaml").read_text()
+    subs = dict(re.findall(r"^  (_[A-Z_]+): (\S+)$", content, re.M))
+    pulled = re.search(r"docker pull (\S+?) ", content).group(1)
+    cache_from = re.search(r"--cache-from=(\S+)", content).group(1)
+    pushed = re.findall(r"^  - (\$\{_IMAGE_URI\}:\S+)$", content, re.M)
+    assert pulled == cache_from == "${_IMAGE_URI}:${_CACHE_TAG}"
+    assert subs["_CACHE_TAG"] not in ("", "${_TAG}") and "BUILD_ID" not in subs["_CACHE_TAG"]
+    assert cache_from in pushed
+    assert f"--tag={cache_from}" in content
+
+
 def test_dockerignore_keeps_the_context_small():
     ignored = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()}
     for entry in (".git", ".venv", ".venv-*", "tests", "infra"):
