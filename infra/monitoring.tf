@@ -10,6 +10,17 @@ locals {
   }
 }
 
+# A new log-based metric takes minutes to become usable in alert policies: created right
+# after it, the policy fails the first apply ("Cannot find metric(s) that match type").
+# Wait here instead of asking for a second apply; a replaced metric waits again.
+resource "time_sleep" "metrics_visible" {
+  create_duration = "180s"
+
+  triggers = {
+    results = google_logging_metric.results.id
+  }
+}
+
 # Share of error results (permanent and transient) among all results.
 resource "google_monitoring_alert_policy" "error_ratio" {
   project               = var.project_id
@@ -61,6 +72,8 @@ resource "google_monitoring_alert_policy" "error_ratio" {
   alert_strategy {
     auto_close = "3600s"
   }
+
+  depends_on = [time_sleep.metrics_visible]
 }
 
 # Anything in a dead-letter subscription is a message that failed transiently

@@ -133,8 +133,13 @@ variable "min_instance_count" {
 
 variable "max_instance_count" {
   type        = number
-  description = "Most instances (GPUs). Bounded by the project's Cloud Run L4 GPU quota in the region."
-  default     = 3
+  description = "Most instances (GPUs). Must fit the project's Cloud Run L4 GPU quota in the region (the one matching gpu_zonal_redundancy_disabled; new projects have none until it is requested, docs/deploy.md step 0): creating the service fails otherwise. 1 fits a first grant; raise it once more quota is granted."
+  default     = 1
+
+  validation {
+    condition     = var.max_instance_count >= 1 && floor(var.max_instance_count) == var.max_instance_count
+    error_message = "max_instance_count must be a whole number >= 1 (and within the GPU quota)."
+  }
 }
 
 variable "request_timeout_seconds" {

@@ -390,11 +390,31 @@ def test_no_authoritative_iam(cfg):
     assert not authoritative, f"authoritative IAM would remove grants made elsewhere: {authoritative}"
 
 
-def test_project_level_grants_only_for_eventarc(cfg):
-    allowed = {"roles/eventarc.eventReceiver", "roles/pubsub.publisher"}
+def test_project_level_grants_only_where_no_resource_level_exists(cfg):
+    """The Eventarc variant's two roles, and the build account's log writing."""
+    eventarc = {"roles/eventarc.eventReceiver", "roles/pubsub.publisher"}
     for name, body in cfg.of_type("google_project_iam_member").items():
-        assert body["role"] in allowed, f"project-level {body['role']} ({name}); grant it on the resource"
+        if body["member"] == "${local.build_member}":
+            assert body["role"] == "roles/logging.logWriter", f"the build account's only project role is log writing ({name})"
+            continue
+        assert body["role"] in eventarc, f"project-level {body['role']} ({name}); grant it on the resource"
         assert "use_eventarc" in str(body.get("count", "")), f"{name} must exist only with the Eventarc variant"
+
+
+def test_build_account_has_exactly_what_a_build_needs(cfg):
+    assert cfg.locals["build_member"] == "${google_service_account.build.member}"
+    grants = sorted(
+        (rtype, body["role"])
+        for rtype, instances in cfg.resources.items() if rtype.endswith("_iam_member")
+        for body in instances.values() if body.get("member") == "${local.build_member}"
+    )
+    assert grants == [
+        ("google_artifact_registry_repository_iam_member", "roles/artifactregistry.writer"),
+        ("google_project_iam_member", "roles/logging.logWriter"),
+        ("google_storage_bucket_iam_member", "roles/storage.objectViewer"),
+    ]
+    # A build run as a chosen account must log to Cloud Logging only (or a bucket of its own).
+    assert re.search(r"^  logging: CLOUD_LOGGING_ONLY$", (REPO / "cloudbuild.yaml").read_text(), re.M)
 
 
 # ---------------------------------------------------------------- Cloud Run GPU service
@@ -489,9 +509,10 @@ def test_allowed_buckets_is_the_uploads_bucket(cfg):
     readers = {n: b for n, b in grants.items() if b["role"] == "roles/storage.objectViewer"}
     runtime = {n: b for n, b in readers.items() if b["member"] == "${google_service_account.runtime.member}"}
     assert {b["bucket"] for b in runtime.values()} == {"${google_storage_bucket.uploads.name}", "${each.value}"}
-    # The only other reader is the SQL connection, for the object table over the uploads
-    # bucket (test_sql_connection_may_only_invoke_and_list_uploads).
-    others = {n: b for n, b in readers.items() if n not in runtime}
+    # The only other readers: the SQL connection, for the object table over the uploads
+    # bucket (test_sql_connection_may_only_invoke_and_list_uploads), and the build account,
+    # of its own source bucket (test_build_account_has_exactly_what_a_build_needs).
+    others = {n: b for n, b in readers.items() if n not in runtime and b["member"] != "${local.build_member}"}
     assert all(b["member"] == sql_connection_member(cfg) for b in others.values()), others
 
 
@@ -606,8 +627,9 @@ def test_eventarc_variant_is_optional_and_documented(cfg):
     assert "use_notification" in str(notification.get("count")), "the two upload paths must not both run"
 
 
-def test_uploads_bucket_is_private(cfg):
-    _, bucket = cfg.one("google_storage_bucket")
+@pytest.mark.parametrize("name", ["uploads", "build_source"])
+def test_buckets_are_private(cfg, name):
+    bucket = cfg.of_type("google_storage_bucket")[name]
     assert bucket["uniform_bucket_level_access"] is True
     assert bucket["public_access_prevention"] == "enforced"
 
@@ -713,6 +735,41 @@ def test_log_metrics(cfg):
     latency = [m for m in metrics.values() if first(m["metric_descriptor"])["value_type"] == "DISTRIBUTION"]
     assert latency and latency[0]["value_extractor"] == "EXTRACT(jsonPayload.timings_ms.total)"
     assert "local.results_filter" in latency[0]["filter"]
+
+
+def test_alerts_on_log_based_metrics_wait_until_the_metric_is_usable(cfg):
+    """A new log-based metric is not usable in an alert policy for minutes: every policy
+    on one depends on a time_sleep that is re-run when that metric is replaced."""
+    sleeps = cfg.resources.get("time_sleep", {})
+    checked = 0
+    for name, policy in cfg.of_type("google_monitoring_alert_policy").items():
+        metrics = set(re.findall(r"google_logging_metric\.(\w+)", json.dumps(policy)))
+        if "local.results_metric_type" in json.dumps(policy):
+            metrics |= set(re.findall(r"google_logging_metric\.(\w+)", cfg.locals["results_metric_type"]))
+        if not metrics:
+            continue
+        checked += 1
+        waits = [ref_name(d, "time_sleep") for d in policy.get("depends_on", []) if "time_sleep." in d]
+        assert waits, f"alert policy {name} uses log-based metrics {sorted(metrics)} but waits for none"
+        triggered = {m for w in waits for m in re.findall(r"google_logging_metric\.(\w+)", json.dumps(sleeps[w]["triggers"]))}
+        assert metrics <= triggered, f"{name}: {sorted(metrics - triggered)} not among the sleep's triggers"
+        assert re.fullmatch(r"\d+s", sleeps[waits[0]]["create_duration"])
+    assert checked >= 1
+
+
+def test_grants_to_service_agents_wait_for_them(cfg):
+    """The Pub/Sub agent is created explicitly (grants reference it, so they follow it);
+    grants to the BigQuery connection's account wait until IAM knows it."""
+    assert cfg.locals["pubsub_service_agent"] == "${google_project_service_identity.pubsub.member}"
+    identity = cfg.of_type("google_project_service_identity")["pubsub"]
+    assert identity["service"] == "pubsub.googleapis.com" and identity["provider"].strip("${}") == "google-beta"
+    waiting = 0
+    for rtype, instances in cfg.resources.items():
+        for name, body in instances.items():
+            if rtype.endswith("_iam_member") and body.get("member") == sql_connection_member(cfg):
+                assert "${time_sleep.sql_connection_account}" in body.get("depends_on", []), f"{rtype}.{name} must wait"
+                waiting += 1
+    assert waiting == 2
 
 
 def test_alert_policies(cfg):
