@@ -80,7 +80,7 @@ variable "untagged_image_retention_days" {
 
 variable "image_pusher_members" {
   type        = list(string)
-  description = "Principals granted roles/artifactregistry.writer on the repository (e.g. the Cloud Build service account: serviceAccount:NUMBER-compute@developer.gserviceaccount.com or NUMBER@cloudbuild.gserviceaccount.com)."
+  description = "Principals besides the build account (build.tf, which has it already) granted roles/artifactregistry.writer on the repository, e.g. a CI system's service account."
   default     = []
 }
 
