@@ -124,8 +124,8 @@ output "example_queries" {
 
 locals {
   # Quoted names for the SQL below (null when enable_remote_function = false).
-  sql_classify       = local.use_remote_function ? "`${local.bq_prefix}.${google_bigquery_routine.classify[0].routine_id}`" : null
-  sql_classify_top_k = local.use_remote_function ? "`${local.bq_prefix}.${google_bigquery_routine.classify_top_k[0].routine_id}`" : null
+  sql_classify       = local.use_remote_function ? "`${local.bq_prefix}.${google_bigquery_routine.remote["classify"].routine_id}`" : null
+  sql_classify_top_k = local.use_remote_function ? "`${local.bq_prefix}.${google_bigquery_routine.remote["classify_top_k"].routine_id}`" : null
   sql_object_table   = local.use_remote_function ? "`${local.bq_prefix}.${google_bigquery_table.uploads_objects[0].table_id}`" : null
   sql_results        = "`${local.bq_prefix}.${google_bigquery_table.results.table_id}`"
 }
@@ -133,8 +133,8 @@ locals {
 output "remote_function" {
   description = "Classify from SQL (null when enable_remote_function = false): the remote functions and the object table (fully qualified), the connection, its service account and the endpoint BigQuery calls."
   value = local.use_remote_function ? {
-    classify        = "${local.bq_prefix}.${google_bigquery_routine.classify[0].routine_id}"
-    classify_top_k  = "${local.bq_prefix}.${google_bigquery_routine.classify_top_k[0].routine_id}"
+    classify        = "${local.bq_prefix}.${google_bigquery_routine.remote["classify"].routine_id}"
+    classify_top_k  = "${local.bq_prefix}.${google_bigquery_routine.remote["classify_top_k"].routine_id}"
     object_table    = "${local.bq_prefix}.${google_bigquery_table.uploads_objects[0].table_id}"
     connection      = google_bigquery_connection.sql[0].name
     service_account = google_bigquery_connection.sql[0].cloud_resource[0].service_account_id

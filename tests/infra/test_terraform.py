@@ -295,6 +295,12 @@ def test_references_resolve(cfg):
     problems = []
     for path in TF_FILES:
         for where, value in walk_strings(parsed(path)):
+            if where[:1] == ("moved",) and where[-1] == "from":
+                # The old address of a moved resource: it must be gone from the config.
+                old = re.search(r"(google_[a-z0-9_]+)\.([a-z0-9_]+)", value)
+                if not old or (old.group(1), old.group(2)) in declared_resources:
+                    problems.append(f"{path.name}: moved from {value}, which is still declared")
+                continue
             for name in re.findall(r"\bvar\.(\w+)", value):
                 if name not in cfg.variables:
                     problems.append(f"{path.name}: var.{name} undeclared")
@@ -838,11 +844,14 @@ def test_remote_function_is_optional(cfg):
     assert cfg.default("enable_remote_function") is True
     assert cfg.locals["use_remote_function"] == "${var.enable_remote_function}"
     feature = [("google_bigquery_connection", n) for n in cfg.of_type("google_bigquery_connection")]
-    feature += [("google_bigquery_routine", n) for n in cfg.of_type("google_bigquery_routine")]
     feature += [("google_bigquery_table", "uploads_objects")]
     feature += [(t, n) for t, n, _ in _sql_connection_grants(cfg)]
     for rtype, name in feature:
         assert cfg.resources[rtype][name].get("count") == FEATURE_COUNT, f"{rtype}.{name} must exist only with enable_remote_function"
+    _, routines = cfg.one("google_bigquery_routine")
+    assert routines["for_each"] == (
+        "${{for name, function in local.remote_functions : name => function if local.use_remote_function}}"
+    ), "the routines must exist only with enable_remote_function"
     assert cfg.where[("google_bigquery_table", "uploads_objects")] == "remote_function.tf"
 
 
@@ -886,26 +895,33 @@ def test_run_invokers_are_the_push_account_the_listed_callers_and_the_sql_connec
 
 
 def test_remote_functions_call_the_served_http_route(cfg):
-    routines = cfg.of_type("google_bigquery_routine")
-    assert set(routines) == set(REMOTE_FUNCTIONS)
+    """One routine resource, one instance per local.remote_functions entry."""
+    functions = cfg.locals["remote_functions"]
+    assert set(functions) == set(REMOTE_FUNCTIONS)
+    for name, function in functions.items():
+        assert [(a["name"], a["type"]) for a in function["arguments"]] == REMOTE_FUNCTIONS[name]
     connection_name, _ = cfg.one("google_bigquery_connection")
-    for name, routine in routines.items():
-        assert routine["routine_id"] == name
-        assert routine["dataset_id"] == "${google_bigquery_dataset.results.dataset_id}"
-        assert routine["routine_type"] == "SCALAR_FUNCTION"
-        assert routine["definition_body"] == "" and not routine.get("language"), "a remote function has no body or language"
-        assert [(a["name"], _type_kind(a["data_type"])) for a in routine["arguments"]] == REMOTE_FUNCTIONS[name]
-        assert _type_kind(routine["return_type"]) == "JSON"
+    _, routine = cfg.one("google_bigquery_routine")
+    assert routine["routine_id"] == "${each.key}"
+    assert routine["dataset_id"] == "${google_bigquery_dataset.results.dataset_id}"
+    assert routine["routine_type"] == "SCALAR_FUNCTION"
+    assert routine["definition_body"] == "" and not routine.get("language"), "a remote function has no body or language"
+    (arguments,) = dynamic_blocks(routine, "arguments")
+    assert arguments["for_each"] == "${each.value.arguments}"
+    content = first(arguments["content"])
+    assert content["name"] == "${arguments.value.name}"
+    assert re.fullmatch(r"\$\{jsonencode\(\{\s*typeKind\s*=\s*arguments\.value\.type\s*\}\)\}", content["data_type"])
+    assert _type_kind(routine["return_type"]) == "JSON"
 
-        options = first(routine["remote_function_options"])
-        endpoint = _local_or_value(cfg, options["endpoint"])
-        service_uri = "${google_cloud_run_v2_service.service.uri}"
-        assert endpoint.startswith(service_uri), f"{name} must call the service"
-        assert endpoint[len(service_uri):] == routes()["HTTP_ROUTE"], f"{name} calls {endpoint!r}, not the HTTP route"
-        assert options["connection"] == f"${{google_bigquery_connection.{connection_name}[0].name}}"
-        assert options["max_batching_rows"] == "${tostring(var.remote_function_max_batching_rows)}"
-        assert _local_or_value(cfg, options["user_defined_context"]) == {"top_k": "${tostring(var.top_k)}"}
-        assert "google_cloud_run_v2_service_iam_member" in str(routine.get("depends_on")), f"{name}: create after the invoker grant"
+    options = first(routine["remote_function_options"])
+    endpoint = _local_or_value(cfg, options["endpoint"])
+    service_uri = "${google_cloud_run_v2_service.service.uri}"
+    assert endpoint.startswith(service_uri), "the remote functions must call the service"
+    assert endpoint[len(service_uri):] == routes()["HTTP_ROUTE"], f"they call {endpoint!r}, not the HTTP route"
+    assert options["connection"] == f"${{google_bigquery_connection.{connection_name}[0].name}}"
+    assert options["max_batching_rows"] == "${tostring(var.remote_function_max_batching_rows)}"
+    assert _local_or_value(cfg, options["user_defined_context"]) == {"top_k": "${tostring(var.top_k)}"}
+    assert "google_cloud_run_v2_service_iam_member" in str(routine.get("depends_on")), "create after the invoker grant"
 
     # The route's handler speaks the protocol, and accepts the default top_k sent in the context.
     handler = remote_function_handler()
