@@ -93,34 +93,20 @@ resource "google_service_account_iam_member" "pubsub_mints_invoker_tokens" {
 
 # To dead-letter, the Pub/Sub service agent publishes to the dead-letter topic and
 # acknowledges on the source subscription.
-resource "google_pubsub_topic_iam_member" "dlq_publisher_uploads" {
-  count = local.use_notification ? 1 : 0
+resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
+  for_each = local.deliveries
 
   project = var.project_id
-  topic   = google_pubsub_topic.uploads_dead_letter[0].name
+  topic   = each.value.dead_letter_topic_name
   role    = "roles/pubsub.publisher"
   member  = local.pubsub_service_agent
 }
 
-resource "google_pubsub_topic_iam_member" "dlq_publisher_requests" {
-  project = var.project_id
-  topic   = google_pubsub_topic.requests_dead_letter.name
-  role    = "roles/pubsub.publisher"
-  member  = local.pubsub_service_agent
-}
-
-resource "google_pubsub_subscription_iam_member" "dlq_subscriber_uploads" {
-  count = local.use_notification ? 1 : 0
+resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
+  for_each = local.deliveries
 
   project      = var.project_id
-  subscription = google_pubsub_subscription.uploads_push[0].name
-  role         = "roles/pubsub.subscriber"
-  member       = local.pubsub_service_agent
-}
-
-resource "google_pubsub_subscription_iam_member" "dlq_subscriber_requests" {
-  project      = var.project_id
-  subscription = google_pubsub_subscription.requests_push.name
+  subscription = google_pubsub_subscription.push[each.key].name
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_service_agent
 }

@@ -14,6 +14,7 @@
 #   monitoring.tf  alert policies
 #   remote_function.tf  classify from SQL: BigQuery remote functions and an object table
 #                       over the uploads bucket (enable_remote_function)
+#   moved.tf       old addresses of resources now written with for_each
 
 provider "google" {
   project = var.project_id

@@ -2,12 +2,7 @@ locals {
   results_metric_type = "logging.googleapis.com/user/${google_logging_metric.results.name}"
 
   # Dead-letter subscriptions that exist in this configuration, by what they hold.
-  dead_letter_subscriptions = {
-    for name, subscription in {
-      requests = google_pubsub_subscription.requests_dead_letter.name
-      uploads  = one(google_pubsub_subscription.uploads_dead_letter[*].name)
-    } : name => subscription if subscription != null
-  }
+  dead_letter_subscriptions = { for source, subscription in google_pubsub_subscription.dead_letter : source => subscription.name }
 }
 
 # A new log-based metric takes minutes to become usable in alert policies: created right

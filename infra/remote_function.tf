@@ -109,17 +109,6 @@ resource "google_bigquery_routine" "remote" {
   depends_on = [google_cloud_run_v2_service_iam_member.sql_invoker]
 }
 
-# The two routines were separate resources before: keep them (no destroy and re-create).
-moved {
-  from = google_bigquery_routine.classify[0]
-  to   = google_bigquery_routine.remote["classify"]
-}
-
-moved {
-  from = google_bigquery_routine.classify_top_k[0]
-  to   = google_bigquery_routine.remote["classify_top_k"]
-}
-
 # An object table: one row per object in the uploads bucket (uri, generation,
 # content_type, size, md5_hash, updated, metadata), read through the connection.
 resource "google_bigquery_table" "uploads_objects" {

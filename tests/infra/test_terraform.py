@@ -319,7 +319,8 @@ def test_references_resolve(cfg):
                     continue
                 if "depends_on" in where:
                     continue
-                if key in counted and not m.group(3):
+                iterated = value[max(0, m.start() - 3):m.start()] == "in "  # for x in google_y.z : ...
+                if key in counted and not m.group(3) and not iterated:
                     problems.append(f"{path.name}: {key[0]}.{key[1]} has count/for_each but is used unindexed")
                 if key not in counted and m.group(3):
                     problems.append(f"{path.name}: {key[0]}.{key[1]} is indexed but has no count/for_each")
@@ -535,22 +536,32 @@ def _push_subscriptions(cfg):
     return {n: b for n, b in cfg.of_type("google_pubsub_subscription").items() if "push_config" in b}
 
 
+DELIVERIES = "${local.deliveries}"
+
+
+def delivery_sources(cfg) -> dict:
+    """local.delivery_sources: per source topic, its topic, route and dead-letter topic."""
+    sources = cfg.locals["delivery_sources"]
+    assert set(sources) == {"uploads", "requests"}
+    return sources
+
+
 def test_push_endpoints_end_with_served_routes(cfg):
     served = {routes()["STORAGE_ROUTE"], routes()["PUBSUB_ROUTE"], routes()["HTTP_ROUTE"]}
     pushes = _push_subscriptions(cfg)
-    assert pushes, "no push subscriptions"
-    for name, body in pushes.items():
-        endpoint = first(body["push_config"])["push_endpoint"]
-        assert "google_cloud_run_v2_service.service.uri" in endpoint, f"{name} must push to the service"
-        path = endpoint.split("}", 1)[1] if "}" in endpoint else endpoint
-        assert path in served, f"{name} pushes to {path!r}, which the server does not serve ({sorted(served)})"
+    assert set(pushes) == {"push"}, "one push subscription resource, an instance per source"
+    push = pushes["push"]
+    assert push["for_each"] == DELIVERIES
+    assert first(push["push_config"])["push_endpoint"] == "${google_cloud_run_v2_service.service.uri}${each.value.route}"
+    assert push["topic"] == "${each.value.topic}"
+    sources = delivery_sources(cfg)
+    for source, delivery in sources.items():
+        assert delivery["route"] in served, f"{source} pushes to {delivery['route']!r}, which the server does not serve"
     # Which route each source goes to.
-    topic_route = {
-        ref_name(b["topic"], "google_pubsub_topic"): first(b["push_config"])["push_endpoint"].split("}", 1)[1]
-        for b in pushes.values()
-    }
-    assert topic_route["uploads"] == routes()["STORAGE_ROUTE"]
-    assert topic_route["requests"] == routes()["PUBSUB_ROUTE"]
+    assert ref_name(sources["uploads"]["topic"], "google_pubsub_topic") == "uploads"
+    assert sources["uploads"]["route"] == routes()["STORAGE_ROUTE"]
+    assert ref_name(sources["requests"]["topic"], "google_pubsub_topic") == "requests"
+    assert sources["requests"]["route"] == routes()["PUBSUB_ROUTE"]
     for trigger in cfg.of_type("google_eventarc_trigger").values():
         run = first(first(trigger["destination"])["cloud_run_service"])
         assert run["path"] == routes()["STORAGE_ROUTE"]
@@ -578,41 +589,38 @@ def test_push_subscriptions_retry_and_dead_letter(cfg):
 
 
 def test_every_dead_letter_topic_has_a_subscription(cfg):
+    """Each source's push subscription dead-letters to its own topic, which has a pull
+    subscription, and a source exists exactly when its topics do."""
     topics = cfg.of_type("google_pubsub_topic")
     subscriptions = cfg.of_type("google_pubsub_subscription")
-    dead_letter_topics = {
-        ref_name(first(b["dead_letter_policy"])["dead_letter_topic"], "google_pubsub_topic")
-        for b in subscriptions.values() if "dead_letter_policy" in b
-    }
-    assert dead_letter_topics
-    for topic in dead_letter_topics:
-        readers = [
-            (n, b) for n, b in subscriptions.items()
-            if ref_name(b["topic"], "google_pubsub_topic") == topic
-        ]
-        assert readers, f"dead-letter topic {topic} has no subscription: its messages would be lost"
-        for n, b in readers:
-            assert b.get("count") == topics[topic].get("count"), f"{n} must exist whenever topic {topic} does"
+    assert set(subscriptions) == {"push", "dead_letter"}
+    push, parked = subscriptions["push"], subscriptions["dead_letter"]
+    assert push["for_each"] == parked["for_each"] == DELIVERIES
+    assert first(push["dead_letter_policy"])["dead_letter_topic"] == "${each.value.dead_letter_topic_id}"
+    assert parked["topic"] == "${each.value.dead_letter_topic_id}", "the dead-letter subscription reads the dead-letter topic"
+    for source, delivery in delivery_sources(cfg).items():
+        topic = ref_name(delivery["topic"], "google_pubsub_topic")
+        dead_letter = ref_name(delivery["dead_letter_topic_id"], "google_pubsub_topic")
+        assert dead_letter == ref_name(delivery["dead_letter_topic_name"], "google_pubsub_topic") == f"{topic}_dead_letter"
+        assert topics[topic].get("count") == topics[dead_letter].get("count"), f"{source}: its topics exist together"
+        if "count" in topics[topic]:
+            assert "local.use_notification" in topics[topic]["count"]
+    # local.deliveries keeps the uploads source exactly when its (counted) topics exist.
+    assert cfg.locals["deliveries"] == (
+        '${{for source, delivery in local.delivery_sources : source => delivery if source != "uploads" || local.use_notification}}'
+    )
 
 
 def test_pubsub_agent_can_dead_letter(cfg):
-    subscriptions = cfg.of_type("google_pubsub_subscription")
-    publishers = cfg.of_type("google_pubsub_topic_iam_member")
-    subscribers = cfg.of_type("google_pubsub_subscription_iam_member")
-    for name, body in subscriptions.items():
-        if "dead_letter_policy" not in body:
-            continue
-        topic = ref_name(first(body["dead_letter_policy"])["dead_letter_topic"], "google_pubsub_topic")
-        assert any(
-            b["role"] == "roles/pubsub.publisher" and "pubsub_service_agent" in b["member"]
-            and ref_name(b["topic"], "google_pubsub_topic") == topic
-            for b in publishers.values()
-        ), f"Pub/Sub service agent cannot publish to dead-letter topic {topic}"
-        assert any(
-            b["role"] == "roles/pubsub.subscriber" and "pubsub_service_agent" in b["member"]
-            and ref_name(b["subscription"], "google_pubsub_subscription") == name
-            for b in subscribers.values()
-        ), f"Pub/Sub service agent cannot acknowledge on {name}"
+    publisher = cfg.of_type("google_pubsub_topic_iam_member")["dead_letter_publisher"]
+    assert publisher["for_each"] == DELIVERIES
+    assert publisher["topic"] == "${each.value.dead_letter_topic_name}"
+    assert publisher["role"] == "roles/pubsub.publisher" and "pubsub_service_agent" in publisher["member"]
+    subscriber = cfg.of_type("google_pubsub_subscription_iam_member")["dead_letter_subscriber"]
+    assert subscriber["for_each"] == DELIVERIES
+    assert subscriber["subscription"] == "${google_pubsub_subscription.push[each.key].name}"
+    assert subscriber["role"] == "roles/pubsub.subscriber" and "pubsub_service_agent" in subscriber["member"]
+    assert "${google_pubsub_topic_iam_member.dead_letter_publisher}" in _push_subscriptions(cfg)["push"]["depends_on"]
 
 
 def test_bucket_notification_feeds_the_uploads_topic(cfg):
@@ -793,12 +801,9 @@ def test_alert_policies(cfg):
     assert "subscription/num_undelivered_messages" in threshold["filter"]
     assert dead_letter[0]["for_each"] == "${local.dead_letter_subscriptions}"
     # ...covering every dead-letter subscription.
-    covered = set(re.findall(r"google_pubsub_subscription\.(\w+)", cfg.locals["dead_letter_subscriptions"]))
-    dlq_subscriptions = {
-        n for n, b in cfg.of_type("google_pubsub_subscription").items()
-        if ref_name(b["topic"], "google_pubsub_topic").endswith("dead_letter")
-    }
-    assert covered == dlq_subscriptions
+    assert cfg.locals["dead_letter_subscriptions"] == (
+        "${{for source, subscription in google_pubsub_subscription.dead_letter : source => subscription.name}}"
+    )
 
 
 def test_outputs(cfg):
