@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,8 @@ META_ARGUMENTS = {
 }
 # Git-ignored; filled by `npm pack` on the first run, read offline afterwards.
 DEFAULT_PACKAGES = Path(__file__).resolve().parents[2] / ".cache" / "provider-schemas"
+# Bump when provider_schema.py extracts differently, so cached schemas are rebuilt.
+CACHE_FORMAT = 1
 _OPTIONS = SerializationOptions(with_comments=False, explicit_blocks=True, strip_string_quotes=True)
 _BLOCK = "__is_block__"
 
@@ -93,14 +96,18 @@ class SchemaCache:
     def schemas(self, provider: str, wanted: set[tuple[str, str]]) -> dict:
         package = ensure_package(provider, self.packages)
         cache = package.with_suffix(".schemas.json")
-        known = json.loads(cache.read_text()) if cache.is_file() else {"types": {}, "absent": []}
+        known = json.loads(cache.read_text()) if cache.is_file() else {}
+        if known.get("format") != CACHE_FORMAT:  # written by an older extractor: start over
+            known = {"format": CACHE_FORMAT, "types": {}, "absent": []}
         keys = {" ".join(pair) for pair in wanted}
         missing = keys - set(known["types"]) - set(known["absent"])
         if missing:
             found = extract(package, {tuple(key.split(" ", 1)) for key in missing})
             known["types"].update(found)
             known["absent"] = sorted(set(known["absent"]) | (missing - set(found)))
-            cache.write_text(json.dumps(known, sort_keys=True))
+            partial = cache.with_name(f"{cache.name}.{os.getpid()}")
+            partial.write_text(json.dumps(known, sort_keys=True))
+            partial.replace(cache)  # atomic: a concurrent reader sees the old or the new file
         return known["types"]
 
 

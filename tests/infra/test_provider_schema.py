@@ -203,3 +203,30 @@ def test_extract_reads_arguments_blocks_required_and_deprecated(tmp_path):
         "blocks": {"rule": {"required": False, "list": True, "deprecated": False, "schema": {
             "arguments": {"max_age_days": {"required": True, "deprecated": False}}, "blocks": {}}}},
     }}
+
+
+# ---------------------------------------------------------------- a package that cannot be fetched
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_an_unreachable_registry_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    if not shutil.which("npm"):
+        pytest.skip("npm is not installed (infra/check.sh installs Debian's)")
+    monkeypatch.setenv("npm_config_registry", f"http://127.0.0.1:{_closed_port()}/")
+    monkeypatch.setenv("npm_config_cache", str(tmp_path / "npm-cache"))  # not npm's own cache
+    monkeypatch.setenv("npm_config_fetch_retries", "0")
+
+    assert schema_check.main(["--packages", str(tmp_path / "empty")]) == 2
+
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("schema check: cannot fetch @cdktf/provider-")
+    assert "from the npm registry: " in lines[0] and "ECONNREFUSED" in lines[0]
