@@ -190,10 +190,14 @@ output "remote_function_queries" {
 }
 
 output "build" {
-  description = "Cloud Build's service account and source bucket, and the command that builds and pushes an image with them (set TAG first)."
+  description = "Cloud Build's service account and source bucket (build.tf)."
   value = {
     service_account = google_service_account.build.email
     source_bucket   = google_storage_bucket.build_source.name
-    submit_command  = "gcloud builds submit --config cloudbuild.yaml --project ${var.project_id} --service-account projects/${var.project_id}/serviceAccounts/${google_service_account.build.email} --gcs-source-staging-dir gs://${google_storage_bucket.build_source.name}/source --substitutions _REGION=${var.region},_REPOSITORY=${google_artifact_registry_repository.images.repository_id},_IMAGE=${var.image_name},_TAG=$TAG ."
   }
+}
+
+output "build_submit_command" {
+  description = "Builds and pushes the image as the build account; run it from the repository root with TAG set: eval \"$(terraform -chdir=infra output -raw build_submit_command)\"."
+  value       = "gcloud builds submit --config cloudbuild.yaml --project ${var.project_id} --service-account projects/${var.project_id}/serviceAccounts/${google_service_account.build.email} --gcs-source-staging-dir gs://${google_storage_bucket.build_source.name}/source --substitutions _REGION=${var.region},_REPOSITORY=${google_artifact_registry_repository.images.repository_id},_IMAGE=${var.image_name},_TAG=$TAG ."
 }
