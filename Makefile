@@ -22,11 +22,11 @@ model: install
 demo: model
 	$(PY) main.py demo
 
-## Headless Chromium for the upload-page test (Debian's package; needs root or sudo).
+## Headless Chromium and its driver for the browser tests (Debian's packages; needs root or sudo).
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 ## Run every test: the Python suite, then the offline checks of infra/.
 test: install browser

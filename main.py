@@ -19,7 +19,16 @@ import functions_framework  # noqa: E402  (the CLI above must not pay for the se
 from werkzeug.exceptions import HTTPException  # noqa: E402
 
 from functions import app, event_endpoints, http_trigger, runtime  # noqa: E402
+from shared.config import SettingError  # noqa: E402
 
+try:  # settings are validated once, at start: a bad value stops every target with one clear line
+    runtime.settings()
+except SettingError as exc:
+    import logging
+
+    from shared.result_log import log_operation
+    log_operation(logging.ERROR, str(exc), "bad_setting")
+    sys.exit(1)
 runtime.load_after_fork()  # the model loads as the worker starts; /health says when it is ready
 
 

@@ -52,7 +52,7 @@ def handle(body: dict):
         refs.append((ref, k))
         slots.append(i)
     results = _classify(engine, refs)
-    transient = [r.error for r in results if not r.ok and r.error.retryable]
+    transient = [r.error for r in results if r.error is not None and r.error.retryable]
     for slot, result in zip(slots, results):
         log_result(result)
         replies[slot] = _reply(result)

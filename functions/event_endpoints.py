@@ -13,7 +13,7 @@ from cloudevents.exceptions import GenericException as CloudEventError
 from cloudevents.http import from_http
 
 from functions import events, pubsub_trigger, runtime, storage_trigger
-from shared.errors import BucketeyeError
+from shared.errors import BucketeyeError, Skip
 from shared.refs import ImageRef
 
 
@@ -29,6 +29,9 @@ def handle_storage_cloudevent(event) -> events.Outcome:
         refs = storage_trigger.refs_from_cloudevent(event_type, event_id, data)
     except BucketeyeError as exc:
         return events.reject(events.event_identity("storage", event_id, _bytes(data)), exc)
+    if not refs:  # a delete, archive or metadata update: accounted for as skipped
+        return events.skip_event(storage_trigger.unfinalized_ref(data, event_id=event_id),
+                                 Skip("not_finalized", storage_trigger.not_finalized_reason(event_type)))
     return events.process(refs, event_time=pubsub_trigger.parse_time(event.get("time")))
 
 
@@ -54,8 +57,13 @@ def _handle_envelope(trigger: str, body, event_id: str = "") -> events.Outcome:
         message_id = ((body.get("message") or {}).get("messageId") if isinstance(body, dict)
                       and isinstance(body.get("message"), dict) else "") or event_id
         return events.reject(events.event_identity(trigger, str(message_id), _bytes(body)), exc)
-    if not refs:  # e.g. a delete notification: nothing to do
-        return events.Outcome(200, {"results": [], "skipped": [{"reason": "not a finalize event"}]})
+    attributes = message.attributes
+    if not storage_trigger.is_notification(attributes):  # a request: never too old to do
+        return events.process(refs)
+    if not refs:  # a delete, archive or metadata update notification: accounted for as skipped
+        reason = storage_trigger.not_finalized_reason(attributes.get("eventType", ""))
+        ref = storage_trigger.unfinalized_ref(message.data, event_id=message.message_id, attributes=attributes)
+        return events.skip_event(ref, Skip("not_finalized", reason))
     return events.process(refs, event_time=message.publish_time)
 
 

@@ -1,27 +1,26 @@
-"""Event handling shared by the storage and Pub/Sub triggers: stale and skip checks,
-de-duplication, classification, logging, and the answer that tells the platform
-whether to redeliver.
+"""Event handling shared by the storage and Pub/Sub triggers: skip checks, de-duplication,
+the age check, classification, logging, and the answer that tells the platform whether
+to redeliver.
 
-Permanent problems are acknowledged (200) and logged as error results; transient
-ones answer 503 (429 when overloaded) so the platform redelivers. Nothing loops,
-nothing is lost.
+Every event ends as at least one record: a result (`ok` or `error`), or a `skipped` record
+saying why it was deliberately not classified. Permanent problems are acknowledged (200);
+transient ones answer 503 (429 when overloaded) so the platform redelivers.
 """
 from __future__ import annotations
 
 import hashlib
-import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from functions import runtime
 from functions.dedup import RecentResults
-from shared.errors import BucketeyeError
+from shared.errors import BucketeyeError, Skip
+from shared.imaging import is_generic_type
 from shared.refs import ImageRef
 from shared.result_log import log_result
 from shared.results import Result, make_result_id
 
-log = logging.getLogger("bucketeye")
 _recent_lock = threading.Lock()
 _recent: dict = {}
 
@@ -43,15 +42,17 @@ def recent() -> RecentResults:
         return _recent["cache"]
 
 
-def skip_reason(ref: ImageRef) -> str:
+def skip_reason(ref: ImageRef) -> Skip | None:
+    """Why a named object is not classified at all, or None. A generic or missing content type
+    says nothing: such an object is read and identified by its bytes (ref.only_images)."""
     settings = runtime.settings()
     if ref.object and ref.object.endswith("/"):
-        return "a folder placeholder, not an image"
+        return Skip("folder")
     if ref.object and settings.object_skipped(ref.object):
-        return "under a skipped prefix (SKIP_PREFIXES)"
-    if ref.content_type and not ref.content_type.lower().startswith("image/"):
-        return f"content type {ref.content_type!r} is not an image"
-    return ""
+        return Skip("skipped_prefix")
+    if not is_generic_type(ref.content_type) and not ref.content_type.lower().startswith("image/"):
+        return Skip("not_an_image", f"content type {ref.content_type!r} is not an image")
+    return None
 
 
 def event_identity(trigger: str, event_id: str, body: bytes) -> ImageRef:
@@ -63,26 +64,41 @@ def event_identity(trigger: str, event_id: str, body: bytes) -> ImageRef:
 
 def reject(ref: ImageRef, error: BucketeyeError) -> Outcome:
     """A message that names no classifiable work: log one error result, acknowledge."""
-    model = _model_info()
-    log_result(Result(ref=ref, model=model, error=error))
+    log_result(Result(ref=ref, model=_model_info(), error=error))
     status = _status_for([error])
     return Outcome(status, {"error": error.as_dict(), "acknowledged": status < 400})
 
 
-def process(refs: list[ImageRef], *, event_time: datetime | None) -> Outcome:
-    settings = runtime.settings()
-    age = _age_s(event_time)
-    if settings.max_event_age_s > 0 and age is not None and age > settings.max_event_age_s:
-        error = BucketeyeError("stale_event", f"the event is {age:.0f} s old; the limit is "
-                               f"{settings.max_event_age_s:.0f} s (MAX_EVENT_AGE_S)")
-        for ref in refs:
-            log_result(Result(ref=ref, model=_model_info(), error=error))
-        return Outcome(200, {"error": error.as_dict(), "acknowledged": True})
+def skip(ref: ImageRef, reason: Skip) -> dict:
+    """Log the `skipped` record of an event deliberately not classified; its summary."""
+    record = log_result(Result(ref=ref, model=_model_info(), skip=reason))
+    return _skip_summary(ref, reason, record)
 
-    skipped = [{"uri": ref.uri, "reason": reason} for ref in refs if (reason := skip_reason(ref))]
-    todo = [ref for ref in refs if not skip_reason(ref)]
-    for item in skipped:
-        log.info("skipped %s: %s", item["uri"], item["reason"])
+
+def _skip_summary(ref: ImageRef, reason: Skip, record: dict) -> dict:
+    return {"uri": ref.uri or None, "reason": reason.code, "message": reason.message, "result_id": record["result_id"]}
+
+
+def _by_bytes(ref: ImageRef) -> ImageRef:
+    """An uploaded object whose content type says nothing is classified only if its bytes are an image."""
+    generic_upload = ref.trigger == "storage" and ref.bucket and is_generic_type(ref.content_type)
+    return replace(ref, only_images=True) if generic_upload else ref
+
+
+def skip_event(ref: ImageRef, reason: Skip) -> Outcome:
+    return Outcome(200, {"results": [], "skipped": [skip(ref, reason)]})
+
+
+def process(refs: list[ImageRef], *, event_time: datetime | None = None) -> Outcome:
+    """Classify the refs an event names. `event_time` is given for storage events only: what
+    a user asked for (a Pub/Sub request, a backfill message) is never too old to do."""
+    todo, skipped = [], []
+    for ref in refs:
+        reason = skip_reason(ref)
+        if reason is not None:
+            skipped.append(skip(ref, reason))
+        else:
+            todo.append(_by_bytes(ref))
     if not todo:
         return Outcome(200, {"results": [], "skipped": skipped})
 
@@ -91,24 +107,42 @@ def process(refs: list[ImageRef], *, event_time: datetime | None) -> Outcome:
     except BucketeyeError as exc:
         return Outcome(_status_for([exc]), {"error": exc.as_dict()})
 
+    # De-duplication first: a late redelivery of finished work is a no-op, not a stale_event.
     cache = recent()
     fresh, duplicates = [], []
     for ref in todo:
         (duplicates if cache.seen(delivery_id(ref, engine.model.id)) else fresh).append(ref)
+    duplicate_ids = [delivery_id(r, engine.model.id) for r in duplicates]
+    stale = _stale_error(event_time)
+    if stale is not None and fresh:
+        for ref in fresh:
+            log_result(Result(ref=ref, model=engine.model.info, error=stale))
+        return Outcome(200, {"error": stale.as_dict(), "acknowledged": True, "skipped": skipped,
+                             "duplicates": duplicate_ids})
+
     results = engine.classify(fresh) if fresh else []
     summaries = []
     for ref, result in zip(fresh, results):
         record = log_result(result)
-        if result.ok or not result.error.retryable:
+        if result.error is None or not result.error.retryable:
             # Remember the id as delivered too: a URI named without a generation gets its
             # generation only when read, and its redelivery is looked up before reading.
             cache.remember(delivery_id(ref, engine.model.id))
             cache.remember(result.result_id)
-        summaries.append(_summary(record))
-    errors = [r.error for r in results if not r.ok]
-    status = _status_for(errors)
-    return Outcome(status, {"results": summaries, "skipped": skipped,
-                            "duplicates": [delivery_id(r, engine.model.id) for r in duplicates]})
+        if result.skip is not None:  # its bytes were not an image
+            skipped.append(_skip_summary(ref, result.skip, record))
+        else:
+            summaries.append(_summary(record))
+    status = _status_for([r.error for r in results if r.error is not None])
+    return Outcome(status, {"results": summaries, "skipped": skipped, "duplicates": duplicate_ids})
+
+
+def _stale_error(event_time: datetime | None) -> BucketeyeError | None:
+    limit = runtime.settings().max_event_age_s
+    age = _age_s(event_time)
+    if limit <= 0 or age is None or age <= limit:
+        return None
+    return BucketeyeError("stale_event", f"the event is {age:.0f} s old; the limit is {limit:.0f} s (MAX_EVENT_AGE_S)")
 
 
 def delivery_id(ref: ImageRef, model_id: str) -> str:

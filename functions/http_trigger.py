@@ -14,7 +14,7 @@ from flask import Response
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from functions import bigquery_trigger, runtime
-from functions.pubsub_trigger import decode_b64
+from functions.pubsub_trigger import caller_key, decode_b64
 from shared.errors import BucketeyeError
 from shared.refs import ImageRef
 from shared.result_log import log_result
@@ -27,6 +27,7 @@ STATUS = {
     "stale_event": 400, "overloaded": 429, "fetch_failed": 503, "model_error": 503,
 }
 JSON_TYPES = ("application/json",)
+IMAGE_FIELDS = ("image", "image_bytes", "encoded_image")  # CloudML and AI Platform names for {"b64": ...}
 
 
 def error_response(error: BucketeyeError):
@@ -60,7 +61,7 @@ def handle(request):
 
     results = engine.classify(refs, top_k=top_k)
     records = [log_result(result) for result in results]
-    retryable = [r.error for r in results if not r.ok and r.error.retryable]
+    retryable = [r.error for r in results if r.error is not None and r.error.retryable]
     if retryable:
         return error_response(retryable[0])
     if single and not results[0].ok:
@@ -104,7 +105,7 @@ def _refs(request, max_instances: int) -> tuple[list[ImageRef], bool]:
             raise BucketeyeError("bad_message", "the form holds no files")
         if len(files) > max_instances:
             raise BucketeyeError("bad_message", f"{len(files)} files; at most {max_instances} per request")
-        refs = [ImageRef(trigger="http", key=f.filename or "", content_type=f.mimetype or "", data=f.read())
+        refs = [ImageRef(trigger="http", key=caller_key(f.filename), content_type=f.mimetype or "", data=f.read())
                 for f in files]
         return refs, len(refs) == 1
     data = request.get_data()
@@ -127,14 +128,14 @@ def _json_refs(body, max_instances: int) -> list[ImageRef]:
 def _instance_ref(item, index: int) -> ImageRef:
     if not isinstance(item, dict):
         raise BucketeyeError("bad_message", f"instance {index} is not an object")
-    key = "" if item.get("key") is None else str(item["key"])[:256]
+    key = caller_key(item.get("key"))
     if "uri" in item:
         if not isinstance(item["uri"], str):
             raise BucketeyeError("bad_message", f"instance {index}: uri must be a string")
         target = parse_gs_uri(item["uri"])
         return ImageRef(trigger="http", uri=f"gs://{target.bucket}/{target.name}", bucket=target.bucket,
                         object=target.name, key=key)
-    image = item.get("image", item)
+    image = next((item[name] for name in IMAGE_FIELDS if name in item), item)
     b64 = image.get("b64") if isinstance(image, dict) else None
     if not isinstance(b64, str):
         raise BucketeyeError("bad_message", f'instance {index} has no image: use {{"image": {{"b64": ...}}}}, '

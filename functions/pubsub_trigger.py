@@ -133,7 +133,7 @@ def _refs_from_json(payload, message: Message) -> list[ImageRef]:
             b64 = item.get("b64", (item.get("image") or {}).get("b64"))
             if not isinstance(b64, str):
                 raise BucketeyeError("bad_message", "an inline image needs a base64 string under b64")
-            refs.append(ImageRef(trigger="pubsub", event_id=message.message_id, key=_key(item.get("key")),
+            refs.append(ImageRef(trigger="pubsub", event_id=message.message_id, key=caller_key(item.get("key")),
                                  data=decode_b64(b64, "the inline image")))
         else:
             raise BucketeyeError("bad_message", 'each item must be a gs:// URI, {"uri": ...}, {"uris": [...]} '
@@ -141,8 +141,11 @@ def _refs_from_json(payload, message: Message) -> list[ImageRef]:
     return refs
 
 
-def _key(value) -> str:
-    return "" if value is None else str(value)[:256]
+MAX_KEY_CHARS = 256  # a caller's key is echoed and logged: bounded, so no result line passes 256 KiB
+
+
+def caller_key(value) -> str:
+    return "" if value is None else str(value)[:MAX_KEY_CHARS]
 
 
 def _uri_ref(uri, message: Message, key=None) -> ImageRef:
@@ -150,4 +153,4 @@ def _uri_ref(uri, message: Message, key=None) -> ImageRef:
         raise BucketeyeError("bad_message", "a URI must be a string")
     target = parse_gs_uri(uri)
     return ImageRef(trigger="pubsub", uri=f"gs://{target.bucket}/{target.name}", bucket=target.bucket,
-                    object=target.name, event_id=message.message_id, key=_key(key))
+                    object=target.name, event_id=message.message_id, key=caller_key(key))

@@ -9,11 +9,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 
 from shared.config import Settings
 from shared.errors import BucketeyeError
-
-log = logging.getLogger("bucketeye")
 
 _lock = threading.Lock()
 _ready = threading.Event()
@@ -67,18 +66,26 @@ def _write_log_diagnostic() -> None:
 
 
 def _load() -> None:
+    from shared.config import non_defaults
     from shared.engine import Engine
+    from shared.models.loader import gpu_available
+    from shared.result_log import log_operation
     _write_log_diagnostic()  # servers that do not fork start loading here, still outside a request
+    started = time.monotonic()
     try:
         engine = Engine(settings())
         _state["engine"] = engine
-        log.info("model %s ready (%s)", engine.model.id, engine.model.runtime.kind)
-    except BucketeyeError as exc:
-        _state["error"] = exc
-        log.error("model failed to load: %s", exc)
-    except Exception as exc:  # any load failure must surface as not-ready, not kill the server
-        _state["error"] = BucketeyeError("model_error", f"model failed to load: {type(exc).__name__}: {exc}")
-        log.exception("model failed to load")
+        model, load_s = engine.model, round(time.monotonic() - started, 3)
+        device = "gpu" if gpu_available() and model.runtime.kind in ("saved_model", "keras") else "cpu"
+        log_operation(logging.INFO, f"model {model.id} ready in {load_s:.1f} s ({model.runtime.kind} on {device})",
+                      "model_ready", model_id=model.id, load_s=load_s, runtime=model.runtime.kind, device=device,
+                      settings=non_defaults())
+    except Exception as exc:  # any load failure must surface as not-ready (503 with the reason), not kill the server
+        error = exc if isinstance(exc, BucketeyeError) else BucketeyeError(
+            "model_error", f"model failed to load: {type(exc).__name__}: {exc}")
+        _state["error"] = error
+        log_operation(logging.ERROR, f"model failed to load: {error.code}: {error.message}", "model_load_failed",
+                      error=error.as_dict(), settings=non_defaults())
     finally:
         _ready.set()
 

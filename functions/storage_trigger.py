@@ -15,6 +15,9 @@ from shared.storage import check_names
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
 NOTIFICATION_FINALIZE = "OBJECT_FINALIZE"
+# The other object events (CloudEvent type suffix or notification eventType) -> what happened.
+OTHER_EVENTS = {"deleted": "a delete", "archived": "an archive", "metadataUpdated": "a metadata update",
+                "OBJECT_DELETE": "a delete", "OBJECT_ARCHIVE": "an archive", "OBJECT_METADATA_UPDATE": "a metadata update"}
 MAX_CONTENT_TYPE = 256
 
 
@@ -101,3 +104,29 @@ def refs_from_notification(attributes: dict, data: bytes, message_id: str) -> li
 
 def is_notification(attributes: dict) -> bool:
     return "eventType" in attributes and "bucketId" in attributes and "objectId" in attributes
+
+
+def not_finalized_reason(event_type: str) -> str:
+    """How a skipped record names a non-upload event: the same words for both carriers, so a
+    delete seen as a CloudEvent and as a notification is one row."""
+    kind = OTHER_EVENTS.get(event_type.rpartition(".")[2] or event_type, "")
+    return f"{kind} event, not an upload" if kind else f"a {event_type[:100]!r} event, not an upload"
+
+
+def unfinalized_ref(data, *, event_id: str, trigger: str = "storage", attributes: dict | None = None) -> ImageRef:
+    """The object a delete/archive/metadata event is about, as far as the event says; the event
+    id alone when it names no object (its skipped record is then identified by the event)."""
+    attributes = attributes or {}
+    if isinstance(data, (bytes, str)):
+        try:
+            data = json.loads(data) if data else {}
+        except (ValueError, RecursionError):
+            data = {}
+    resource = data if isinstance(data, dict) else {}
+    resource = {**resource, "bucket": attributes.get("bucketId") or resource.get("bucket"),
+                "name": attributes.get("objectId") or resource.get("name"),
+                "generation": attributes.get("objectGeneration") or resource.get("generation")}
+    try:
+        return ref_from_object(resource, trigger=trigger, event_id=event_id)
+    except BucketeyeError:
+        return ImageRef(trigger=trigger, event_id=event_id)

@@ -18,6 +18,8 @@ locals {
     # size the thread pools from the instance size instead.
     INFERENCE_THREADS = tostring(var.cpu)
     DECODE_WORKERS    = tostring(4 * var.cpu) # the GPU infers; reads wait on the network: four threads per vCPU
+    # Buckets a caller may name (HTTP, Pub/Sub, BigQuery): the uploads bucket, never the model's.
+    REQUEST_BUCKETS = join(",", concat([google_storage_bucket.uploads.name], var.request_buckets))
   }
 
   # The remaining settings, which settings_overrides may set (their code defaults apply
@@ -35,6 +37,7 @@ locals {
     "MAX_EVENT_AGE_S",
     "DEDUP_WINDOW_S",
     "FETCH_TIMEOUT_S",
+    "DECODE_PIXEL_BUDGET",
   ]
 
   service_env = merge(local.service_env_fixed, var.settings_overrides)

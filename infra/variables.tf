@@ -221,7 +221,13 @@ variable "skip_prefixes" {
 
 variable "readable_buckets" {
   type        = list(string)
-  description = "Buckets besides the uploads bucket the service may read (roles/storage.objectViewer, and added to ALLOWED_BUCKETS), e.g. a model bucket or buckets named in Pub/Sub requests."
+  description = "Buckets besides the uploads bucket the service may read (roles/storage.objectViewer, and added to ALLOWED_BUCKETS), e.g. a model bucket. For callers to name their objects in requests, list them in request_buckets too."
+  default     = []
+}
+
+variable "request_buckets" {
+  type        = list(string)
+  description = "REQUEST_BUCKETS: buckets besides the uploads bucket whose objects callers may name in HTTP, Pub/Sub and BigQuery requests. Each must also be in readable_buckets. The model's bucket is never read for a request."
   default     = []
 }
 

@@ -22,6 +22,19 @@ ERROR_CODES: dict[str, tuple[bool, str]] = {
     "overloaded": (True, "the service is at capacity; retry later"),
 }
 
+# Errors that depend only on the object's bytes: a retry of the same object version gives the
+# same answer, so backfill counts them as done. Every other code may change on a retry (a
+# stale_event, a bucket added to the allow-list, a storage hiccup).
+FINAL_CODES = ("unsupported_format", "corrupt_image", "too_large", "too_many_pixels", "empty_object")
+
+# Why an event was deliberately not classified (a `skipped` record): code -> message.
+SKIP_REASONS: dict[str, str] = {
+    "not_finalized": "the event is not an upload (a delete, archive or metadata update)",
+    "skipped_prefix": "the object is under a skipped prefix (SKIP_PREFIXES)",
+    "folder": "the object is a folder placeholder, not an image",
+    "not_an_image": "the object is not an image",
+}
+
 
 class BucketeyeError(Exception):
     """An error with a stable code, a human message and a retry hint."""
@@ -37,3 +50,21 @@ class BucketeyeError(Exception):
 
     def as_dict(self) -> dict:
         return {"code": self.code, "message": self.message, "retryable": self.retryable}
+
+
+class Skip:
+    """Why an event was deliberately not classified: a stable code and a human message."""
+
+    def __init__(self, code: str, message: str | None = None):
+        if code not in SKIP_REASONS:
+            raise ValueError(f"unknown skip reason {code!r}")
+        self.code = code
+        self.message = message or SKIP_REASONS[code]
+
+    @property
+    def identity(self) -> str:
+        """Two events skipped for different reasons (a delete, a metadata update) are two rows."""
+        return f"{self.code}:{self.message}"
+
+    def as_dict(self) -> dict:
+        return {"code": self.code, "message": self.message, "retryable": False}

@@ -21,6 +21,7 @@ class ImageRef:
     data: bytes | None = field(default=None, repr=False)  # inline bytes (HTTP body, base64 message)
     key: str = ""                     # caller's key, echoed back (HTTP instances)
     local_path: str = ""              # a file on this machine: set by the CLI only, never by a trigger
+    only_images: bool = False         # the type said nothing: classify only bytes with an image signature
 
     @property
     def is_inline(self) -> bool:

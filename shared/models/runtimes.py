@@ -120,6 +120,11 @@ class SavedModelRuntime(Runtime):
         result = self._fn(**{self.input.name: self._tf.constant(batch)})
         return {name: tensor.numpy() for name, tensor in result.items()}
 
+    def call(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the signature on several named inputs (e.g. encoded bytes and a key; see byte_input)."""
+        result = self._fn(**{name: self._tf.constant(value) for name, value in inputs.items()})
+        return {name: tensor.numpy() for name, tensor in result.items()}
+
 
 class KerasRuntime(Runtime):
     kind = "keras"

@@ -1,5 +1,5 @@
 """The HTTP API on the combined server (POST /) and the standalone on_http_request target:
-every body shape, every error status, request-size limits, the upload page, /healthz,
+every body shape, every error status, request-size limits, the upload page, /health (and the old /healthz),
 trace correlation, and what reaches the logs."""
 from __future__ import annotations
 
