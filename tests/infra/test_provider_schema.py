@@ -6,7 +6,6 @@ tests that need them skip with the fetch error when they cannot be had.
 """
 from __future__ import annotations
 
-import re
 import shutil
 import sys
 from pathlib import Path
