@@ -33,7 +33,7 @@ test: install browser
 	$(PY) -m pytest -q
 	infra/check.sh
 
-## Offline checks of infra/ and the container files: tests/infra (python-hcl2) and checkov, each in its own venv.
+## Offline checks of infra/ and the container files: every block against the providers' schemas, tests/infra (python-hcl2, hadolint, the images' requirements resolved for their platforms) and checkov.
 infra-check:
 	infra/check.sh
 

@@ -29,7 +29,7 @@ except SettingError as exc:
     from shared.result_log import log_operation
     log_operation(logging.ERROR, str(exc), "bad_setting")
     sys.exit(1)
-runtime.load_after_fork()  # the model loads as the worker starts; /healthz says when it is ready
+runtime.load_after_fork()  # the model loads as the worker starts; /health says when it is ready
 
 
 class _Redeliver(HTTPException):

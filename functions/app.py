@@ -1,5 +1,5 @@
 """The combined server: functions-framework sends every path to one target, so this
-target dispatches by path to the three triggers, the upload page and /healthz."""
+target dispatches by path to the three triggers, the upload page and /health."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import json
 from flask import Response
 
 from functions import event_endpoints, http_trigger, runtime, upload_page
-from functions.routes import HEALTH_ROUTE, HTTP_ROUTE, PUBSUB_ROUTE, STORAGE_ROUTE
+from functions.routes import HEALTH_ROUTE, HTTP_ROUTE, LEGACY_HEALTH_ROUTE, PUBSUB_ROUTE, STORAGE_ROUTE
 
 EVENT_ROUTES = {STORAGE_ROUTE: "storage", PUBSUB_ROUTE: "pubsub"}
 
@@ -34,7 +34,7 @@ def dispatch(request):
 
 
 def _route_without_body(request, path: str, method: str):
-    if path == HEALTH_ROUTE:
+    if path in (HEALTH_ROUTE, LEGACY_HEALTH_ROUTE):
         return health()
     if path == HTTP_ROUTE and method in ("GET", "HEAD"):
         return upload_page.page()

@@ -112,7 +112,7 @@ resource "google_cloud_run_v2_service" "service" {
         }
       }
 
-      # /healthz answers 200 only once the model is loaded (503 before): no request is
+      # /health answers 200 only once the model is loaded (503 before): no request is
       # routed to an instance that cannot classify yet. 5 s x 48 = up to 240 s to start.
       startup_probe {
         initial_delay_seconds = 0
@@ -120,7 +120,7 @@ resource "google_cloud_run_v2_service" "service" {
         timeout_seconds       = 3
         failure_threshold     = 48
         http_get {
-          path = "/healthz"
+          path = "/health"
           port = 8080
         }
       }
@@ -130,7 +130,7 @@ resource "google_cloud_run_v2_service" "service" {
         timeout_seconds   = 10
         failure_threshold = 5
         http_get {
-          path = "/healthz"
+          path = "/health"
           port = 8080
         }
       }
