@@ -73,13 +73,13 @@ def parse_utilization(line: str) -> float | None:
 
 
 def worker_stats(url: str, workers: int, timeout: float) -> dict[int, dict]:
-    """/healthz of every worker process (each answers for itself), until `workers` of them
+    """/health of every worker process (each answers for itself), until `workers` of them
     have answered ready or the timeout passes."""
     found: dict[int, dict] = {}
     deadline = time.perf_counter() + timeout
     while len(found) < workers and time.perf_counter() < deadline:
         try:
-            with urllib.request.urlopen(url + "/healthz", timeout=5) as response:
+            with urllib.request.urlopen(url + "/health", timeout=5) as response:
                 body = json.loads(response.read())
                 found[body["worker"]] = body
         except (OSError, ValueError, KeyError):

@@ -36,11 +36,11 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def wait_ready(self, timeout: float = 60.0) -> float:
-        """Seconds from process start until /healthz answers 200."""
+        """Seconds from process start until /health answers 200."""
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline:
             try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
+                with urllib.request.urlopen(self.url + "/health", timeout=1) as response:
                     if response.status == 200:
                         return time.perf_counter() - self.started
             except (urllib.error.URLError, OSError):

@@ -15,7 +15,7 @@ EVENT_ROUTES = {STORAGE_ROUTE: "storage", PUBSUB_ROUTE: "pubsub"}
 def dispatch(request):
     path, method = request.path, request.method
     # Every route, not only POST /, must bound what it reads: functions-framework reads the
-    # whole body after every non-streamed response (its read_request hook), so a GET /healthz
+    # whole body after every non-streamed response (its read_request hook), so a GET /health
     # with a 1 GB Content-Length used to wait for (and buffer) that gigabyte. Werkzeug stops
     # reading at max_content_length; one byte over the limit tells "over" from "at".
     request.max_content_length = runtime.settings().max_request_bytes + 1

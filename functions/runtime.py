@@ -2,7 +2,7 @@
 
 Threads do not survive fork, and gunicorn imports main.py in its master and then
 forks the worker: so loading starts in the worker right after the fork (or on the
-first request, for servers that do not fork). /healthz answers "not ready" meanwhile.
+first request, for servers that do not fork). /health answers "not ready" meanwhile.
 """
 from __future__ import annotations
 
