@@ -80,7 +80,7 @@ USER 10001:10001
 #              vCPUs, and the per-image CPU work (HTTP, decode, logging) scales with
 #              processes (docs/benchmarks.md).
 #   INFERENCE_THREADS=1, DECODE_WORKERS=4  per process: the GPU infers, reads wait on the network.
-#   BATCH_SIZES  the shapes compiled and warmed before /healthz says ready; batches are
+#   BATCH_SIZES  the shapes compiled and warmed before /health says ready; batches are
 #              padded up to the next one, so no request waits on a compile.
 #   ACCELERATOR=gpu  no usable GPU fails readiness (logged at ERROR) instead of serving on the CPU.
 #   THREADS    request threads per process; each >= the service's concurrency (max 64), as
