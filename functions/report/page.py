@@ -1,5 +1,5 @@
 """The HTML report: one self-contained file (inline CSS, charts as inline base64 PNG, no
-script, nothing fetched), rendered by Jinja2 from templates/report.html with autoescaping,
+script, nothing fetched), rendered by Jinja2 from templates/report.html.j2 with autoescaping,
 so every value from the data is text. The same PNGs are written beside it
 (NAME_files/*.png) for slides and tickets."""
 from __future__ import annotations
@@ -95,7 +95,7 @@ def _environment() -> Environment:
 
 
 def html(data: ReportData, pngs: dict[str, bytes]) -> str:
-    template = _environment().get_template("report.html")
+    template = _environment().get_template("report.html.j2")
     return template.render(data=data, charts={name: _chart(png) for name, png in pngs.items()}, cards=_cards(data),
                            ok_total=int(data.totals.get("ok") or 0), low_scores=_low_scores(data))
 
