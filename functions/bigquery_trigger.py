@@ -45,7 +45,8 @@ def parse(delivery: Delivery, *, max_calls: int) -> list[Call]:
         try:
             parsed.append(_parse_call(call, delivery.id, default_k))
         except BucketeyeError as exc:
-            parsed.append(Call(ImageRef(trigger="bigquery", event_id=f"{delivery.id}#{i}"), error=exc))
+            # the row number survives ImageRef's bound on ids: each bad row is its own result
+            parsed.append(Call(ImageRef(trigger="bigquery", event_id=f"{delivery.id[:180]}#{i}"), error=exc))
     return parsed
 
 

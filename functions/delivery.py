@@ -25,7 +25,7 @@ from cloudevents.http import from_http
 
 from functions import parsing
 from shared.errors import BucketeyeError
-from shared.refs import ImageRef
+from shared.refs import MAX_EVENT_ID_CHARS, ImageRef
 
 STORAGE_EVENT_PREFIX = "google.cloud.storage.object.v1."
 MESSAGE_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
@@ -66,6 +66,9 @@ class Delivery:
     document: object = None          # the data parsed as JSON, where the carrier is JSON (HTTP, BigQuery)
     uploads: tuple[Upload, ...] = ()  # the files of a multipart form
 
+    def __post_init__(self):  # ids are logged with every result: bounded once, here
+        object.__setattr__(self, "id", self.id[:MAX_EVENT_ID_CHARS])
+
     @property
     def is_notification(self) -> bool:
         """A Cloud Storage notification carried by Pub/Sub (rather than an Eventarc CloudEvent)."""
@@ -100,12 +103,12 @@ def _as_bytes(data) -> bytes:
 def from_event_request(headers, body: bytes, route: str) -> Delivery:
     """What an event route received, whatever carried it. `route` is storage or pubsub:
     which CloudEvent types it accepts."""
-    if "ce-type" in headers or headers.get("content-type", "").startswith("application/cloudevents+json"):
+    if "ce-type" in headers or headers.get("content-type", "").lower().startswith("application/cloudevents+json"):
         try:
             event = from_http(dict(headers), body)
         except (CloudEventError, ValueError, TypeError, KeyError, RecursionError) as exc:  # deep JSON: a 500 loops
             raise Undeliverable(BucketeyeError("bad_message", f"not a valid CloudEvent: {type(exc).__name__}"),
-                                route, headers.get("ce-id", "")[:MAX_MESSAGE_ID_CHARS], body) from None
+                                route, headers.get("ce-id", ""), body) from None
         return from_cloudevent(event, route)
     if PUSH_HEADER + "message-id" in headers:
         return from_unwrapped_push(headers, body, route)
@@ -118,7 +121,7 @@ def from_event_request(headers, body: bytes, route: str) -> Delivery:
 
 def from_cloudevent(event, route: str) -> Delivery:
     """A CloudEvent (from the request, or as functions-framework hands it to a target)."""
-    event_type, event_id = str(event["type"] or ""), str(event["id"] or "")[:MAX_MESSAGE_ID_CHARS]
+    event_type, event_id = str(event["type"] or ""), str(event["id"] or "")
     if route == "storage":
         if not event_type.startswith(STORAGE_EVENT_PREFIX):
             raise Undeliverable(BucketeyeError("bad_message", f"not a Cloud Storage event: {event_type[:100]!r}"),
@@ -151,7 +154,7 @@ def from_envelope(envelope, route: str, *, fallback_id: str = "") -> Delivery:
         return _message(message.get("attributes") or {}, parsing.decode_b64(raw, "message data"), message_id,
                         message.get("publishTime") or message.get("publish_time"))
     except BucketeyeError as exc:
-        raise Undeliverable(exc, route, str(message_id)[:MAX_MESSAGE_ID_CHARS] or fallback_id, envelope) from None
+        raise Undeliverable(exc, route, str(message_id) or fallback_id, envelope) from None
 
 
 def from_unwrapped_push(headers, body: bytes, route: str) -> Delivery:
@@ -161,7 +164,7 @@ def from_unwrapped_push(headers, body: bytes, route: str) -> Delivery:
     try:
         return _message(_header_attributes(headers), body, message_id, headers.get(PUSH_HEADER + "publish-time"))
     except BucketeyeError as exc:
-        raise Undeliverable(exc, route, message_id[:MAX_MESSAGE_ID_CHARS], body) from None
+        raise Undeliverable(exc, route, message_id, body) from None
 
 
 def _header_attributes(headers) -> dict:
@@ -204,8 +207,8 @@ def from_http_request(request) -> Delivery:
     if request.mimetype == "application/json":
         document = _json_body(request)
         if is_remote_call(document):
-            return Delivery("bigquery", str(document.get("requestId") or "")[:MAX_MESSAGE_ID_CHARS],
-                            attributes=attributes, document=document)
+            return Delivery("bigquery", str(document.get("requestId") or ""), attributes=attributes,
+                            document=document)
         return Delivery("http", attributes=attributes, document=document)
     if request.mimetype == "multipart/form-data":
         uploads = tuple(Upload(f.filename or "", f.mimetype or "", f.read())

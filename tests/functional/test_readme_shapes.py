@@ -31,7 +31,8 @@ CURLS = readme_curls()
 
 def test_the_table_has_a_curl_for_each_shape():
     assert len(CURLS) == 8
-    for shape in ('"image"', '"image_bytes"', '{"b64"', '"inputs": [', '"inputs": {', '"content"', "-F ", "--data-binary"):
+    shapes = ('"image"', '"image_bytes"', '{"b64"', '"inputs": [', '"inputs": {', '"content"', "-F ", "--data-binary @cat")
+    for shape in shapes:
         assert any(shape in curl for curl in CURLS), shape
 
 

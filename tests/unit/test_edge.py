@@ -310,6 +310,14 @@ def test_long_keys_and_ids_are_bounded_by_the_ref():
     assert (len(ref.key), len(ref.event_id)) == (MAX_KEY_CHARS, MAX_EVENT_ID_CHARS)
 
 
+def test_a_delivery_bounds_its_id(client, engine):
+    """A 1 MB ce-id must not make a result line over Cloud Logging's 256 KiB entry limit."""
+    carried = golden("storage_object_finalized.binary.json")
+    carried["headers"]["ce-id"] = "7" * 1_000_000
+    assert post_carried(client, "/events/storage", carried).status_code == 200
+    assert len(engine.refs[0].event_id) == MAX_EVENT_ID_CHARS
+
+
 def test_columnar_list(client, engine):
     body = _predict(client, {"inputs": [{"b64": b64(IMAGE)}, {"b64": b64(IMAGE + b"2")}]})
     assert list(body) == ["outputs"] and len(body["outputs"]) == 2
