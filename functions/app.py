@@ -2,7 +2,8 @@
 target dispatches by path to the three triggers, the upload page and /health."""
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask
+from flask import request as current_request
 
 from functions import handlers, upload_page
 from functions.answers import Outcome, request_error, respond
@@ -55,14 +56,13 @@ def _has_body(request) -> bool:
 
 
 def health(service: Service) -> Outcome:
-    stats = service.stats()
     if service.is_ready():
         model = service.engine().model
-        return Outcome({"status": "ready", "model": model.info, "runtime": model.runtime.kind, **stats})
+        return Outcome({"status": "ready", "model": model.info, "runtime": model.runtime.kind, **service.stats()})
     error = service.load_error()
     if error is not None:
-        return Outcome({"status": "failed", "error": error.as_dict(), **stats}, 503)
-    return Outcome({"status": "loading", **stats}, 503, RETRY_AFTER_S)
+        return Outcome({"status": "failed", "error": error.as_dict(), **service.stats()}, 503)
+    return Outcome({"status": "loading", **service.stats()}, 503, RETRY_AFTER_S)
 
 
 def create_app(service: Service) -> Flask:
@@ -71,7 +71,7 @@ def create_app(service: Service) -> Flask:
     methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
     def view(path: str = ""):
-        return dispatch(request, service)
+        return dispatch(current_request, service)
 
     app.add_url_rule("/", "root", view, methods=methods)
     app.add_url_rule("/<path:path>", "any", view, methods=methods)
