@@ -17,8 +17,8 @@ if __name__ == "__main__":
 
 import functions_framework  # noqa: E402  (the CLI above must not pay for the server's imports)
 
-from functions import app, handlers, runtime, upload_page  # noqa: E402
-from functions.answers import raise_unless_acknowledged  # noqa: E402
+from functions import app, handlers, runtime  # noqa: E402
+from functions.answers import raise_unless_acknowledged, respond  # noqa: E402
 from functions.service import process_service  # noqa: E402
 from shared.config import SettingError  # noqa: E402
 
@@ -46,7 +46,7 @@ def on_pubsub_message(cloud_event):
 @functions_framework.http
 def on_http_request(request):
     if request.method in ("GET", "HEAD"):
-        return upload_page.page()
+        return respond(app.page())
     return app.post_images(request, process_service())
 
 

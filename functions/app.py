@@ -42,13 +42,17 @@ def post_images(request, service: Service):
 
 def _without_body(path: str, method: str, service: Service) -> Outcome:
     if path == HTTP_ROUTE and method in ("GET", "HEAD"):
-        body, status, headers = upload_page.page()
-        return Outcome(body, status, None, headers)
+        return page()
     if path in (HEALTH_ROUTE, LEGACY_HEALTH_ROUTE):
         return health(service)
     if path in (HTTP_ROUTE, STORAGE_ROUTE, PUBSUB_ROUTE):
         return request_error(BucketeyeError("method_not_allowed", f"{path} accepts POST"), Allow="POST")
     return request_error(BucketeyeError("not_found", f"no route {path}"))
+
+
+def page() -> Outcome:
+    body, status, headers = upload_page.page()
+    return Outcome(body, status, None, headers)
 
 
 def _has_body(request) -> bool:
