@@ -104,7 +104,7 @@ def stages(image: Path, count: int) -> dict[str, float]:
     from werkzeug.test import EnvironBuilder
     from werkzeug.wrappers import Request
 
-    from functions import http_trigger
+    from functions import delivery, http_trigger
     from shared import postprocess
     from shared.config import Settings
     from shared.imaging import decode_image, draft_size
@@ -122,9 +122,9 @@ def stages(image: Path, count: int) -> dict[str, float]:
     def parse():
         request = Request(EnvironBuilder(method="POST", path="/", query_string="top_k=5", data=data,
                                          content_type="image/jpeg").get_environ())
-        return http_trigger._refs(request, settings.max_instances)
+        return http_trigger.parse(delivery.from_http_request(request), max_instances=settings.max_instances)
 
-    ref = parse()[0][0]
+    ref = parse().refs[0]
     decoded = decode_image(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels,
                            min_size=draft)
     array = preprocess(decoded.image, spec)

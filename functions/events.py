@@ -1,77 +1,47 @@
-"""Event handling shared by the storage and Pub/Sub triggers: skip checks, de-duplication,
-the age check, classification, logging, and the answer that tells the platform whether
-to redeliver.
+"""What happens to the work an event names: skip checks, de-duplication, the age check,
+classification and logging, ending in the Outcome that tells the platform whether to redeliver.
 
 Every event ends as at least one record: a result (`ok` or `error`), or a `skipped` record
 saying why it was deliberately not classified. Permanent problems are acknowledged (200);
-transient ones answer 503 (429 when overloaded) so the platform redelivers.
+transient ones answer with the error's status (503, or 429 when overloaded) so the platform
+redelivers.
 """
 from __future__ import annotations
 
 import hashlib
-import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 
-from functions import runtime
-from functions.dedup import RecentResults
+from functions.answers import Outcome, event_error, settled
+from functions.service import Service
 from shared.errors import BucketeyeError, Skip
 from shared.imaging import is_generic_type
 from shared.refs import ImageRef
 from shared.result_log import log_result
 from shared.results import Result, make_result_id
 
-_recent_lock = threading.Lock()
-_recent: dict = {}
 
-
-@dataclass
-class Outcome:
-    status: int
-    body: dict = field(default_factory=dict)
-
-    @property
-    def transient(self) -> bool:
-        return self.status >= 500 or self.status == 429
-
-
-def recent() -> RecentResults:
-    with _recent_lock:
-        if "cache" not in _recent:
-            _recent["cache"] = RecentResults(runtime.settings().dedup_window_s)
-        return _recent["cache"]
-
-
-def skip_reason(ref: ImageRef) -> Skip | None:
+def skip_reason(service: Service, ref: ImageRef) -> Skip | None:
     """Why a named object is not classified at all, or None. A generic or missing content type
     says nothing: such an object is read and identified by its bytes (ref.only_images)."""
-    settings = runtime.settings()
     if ref.object and ref.object.endswith("/"):
         return Skip("folder")
-    if ref.object and settings.object_skipped(ref.object):
+    if ref.object and service.settings.object_skipped(ref.object):
         return Skip("skipped_prefix")
     if not is_generic_type(ref.content_type) and not ref.content_type.lower().startswith("image/"):
         return Skip("not_an_image", f"content type {ref.content_type!r} is not an image")
     return None
 
 
-def event_identity(trigger: str, event_id: str, body: bytes) -> ImageRef:
-    """A ref for a message that could not be parsed: identified by its event id or bytes,
-    so each bad message is its own row (and a redelivered one the same row)."""
-    identity = event_id or "sha256:" + hashlib.sha256(body).hexdigest()[:32]
-    return ImageRef(trigger=trigger, event_id=identity[:200])
-
-
-def reject(ref: ImageRef, error: BucketeyeError) -> Outcome:
+def reject(service: Service, ref: ImageRef, error: BucketeyeError) -> Outcome:
     """A message that names no classifiable work: log one error result, acknowledge."""
-    log_result(Result(ref=ref, model=_model_info(), error=error))
-    status = _status_for([error])
-    return Outcome(status, {"error": error.as_dict(), "acknowledged": status < 400})
+    log_result(Result(ref=ref, model=service.model_info(), error=error))
+    return event_error(error)
 
 
-def skip(ref: ImageRef, reason: Skip) -> dict:
+def skip(service: Service, ref: ImageRef, reason: Skip) -> dict:
     """Log the `skipped` record of an event deliberately not classified; its summary."""
-    record = log_result(Result(ref=ref, model=_model_info(), skip=reason))
+    record = log_result(Result(ref=ref, model=service.model_info(), skip=reason))
     return _skip_summary(ref, reason, record)
 
 
@@ -85,40 +55,40 @@ def _by_bytes(ref: ImageRef) -> ImageRef:
     return replace(ref, only_images=True) if generic_upload else ref
 
 
-def skip_event(ref: ImageRef, reason: Skip) -> Outcome:
-    return Outcome(200, {"results": [], "skipped": [skip(ref, reason)]})
+def skip_event(service: Service, ref: ImageRef, reason: Skip) -> Outcome:
+    return Outcome({"results": [], "skipped": [skip(service, ref, reason)]})
 
 
-def process(refs: list[ImageRef], *, event_time: datetime | None = None) -> Outcome:
+def process(service: Service, refs: list[ImageRef], *, event_time: datetime | None = None) -> Outcome:
     """Classify the refs an event names. `event_time` is given for storage events only: what
     a user asked for (a Pub/Sub request, a backfill message) is never too old to do."""
     todo, skipped = [], []
     for ref in refs:
-        reason = skip_reason(ref)
+        reason = skip_reason(service, ref)
         if reason is not None:
-            skipped.append(skip(ref, reason))
+            skipped.append(skip(service, ref, reason))
         else:
             todo.append(_by_bytes(ref))
     if not todo:
-        return Outcome(200, {"results": [], "skipped": skipped})
+        return Outcome({"results": [], "skipped": skipped})
 
     try:
-        engine = runtime.engine()
+        engine = service.engine()
     except BucketeyeError as exc:
-        return Outcome(_status_for([exc]), {"error": exc.as_dict()})
+        return event_error(exc)
 
     # De-duplication first: a late redelivery of finished work is a no-op, not a stale_event.
-    cache = recent()
+    cache = service.recent
     fresh, duplicates = [], []
     for ref in todo:
         (duplicates if cache.seen(delivery_id(ref, engine.model.id)) else fresh).append(ref)
     duplicate_ids = [delivery_id(r, engine.model.id) for r in duplicates]
-    stale = _stale_error(event_time)
+    stale = _stale_error(service, event_time)
     if stale is not None and fresh:
         for ref in fresh:
             log_result(Result(ref=ref, model=engine.model.info, error=stale))
-        return Outcome(200, {"error": stale.as_dict(), "acknowledged": True, "skipped": skipped,
-                             "duplicates": duplicate_ids})
+        return Outcome({"error": stale.as_dict(), "acknowledged": True, "skipped": skipped,
+                        "duplicates": duplicate_ids})
 
     results = engine.classify(fresh) if fresh else []
     summaries = []
@@ -133,12 +103,12 @@ def process(refs: list[ImageRef], *, event_time: datetime | None = None) -> Outc
             skipped.append(_skip_summary(ref, result.skip, record))
         else:
             summaries.append(_summary(record))
-    status = _status_for([r.error for r in results if r.error is not None])
-    return Outcome(status, {"results": summaries, "skipped": skipped, "duplicates": duplicate_ids})
+    return settled({"results": summaries, "skipped": skipped, "duplicates": duplicate_ids},
+                   [r.error for r in results if r.error is not None])
 
 
-def _stale_error(event_time: datetime | None) -> BucketeyeError | None:
-    limit = runtime.settings().max_event_age_s
+def _stale_error(service: Service, event_time: datetime | None) -> BucketeyeError | None:
+    limit = service.settings.max_event_age_s
     age = _age_s(event_time)
     if limit <= 0 or age is None or age <= limit:
         return None
@@ -157,26 +127,12 @@ def delivery_id(ref: ImageRef, model_id: str) -> str:
     return make_result_id(ref, model_id)
 
 
-def _status_for(errors: list[BucketeyeError]) -> int:
-    retryable = [e for e in errors if e.retryable]
-    if not retryable:
-        return 200
-    return 429 if any(e.code == "overloaded" for e in retryable) else 503
-
-
 def _age_s(event_time: datetime | None) -> float | None:
     if event_time is None:
         return None
     if event_time.tzinfo is None:
         event_time = event_time.replace(tzinfo=timezone.utc)
     return (datetime.now(timezone.utc) - event_time).total_seconds()
-
-
-def _model_info() -> dict:
-    """The model's identity when loaded; results of events rejected before load still log."""
-    if runtime.is_ready():
-        return runtime.engine().model.info
-    return {"name": None, "version": None, "id": ""}
 
 
 def _summary(record: dict) -> dict:

@@ -69,7 +69,7 @@ def log_operation(level: int, message: str, event: str, **facts) -> None:
 def severity(result: Result) -> int:
     if result.error is None:  # ok, or deliberately skipped
         return logging.INFO
-    return logging.ERROR if result.error.retryable else logging.WARNING
+    return result.error.severity
 
 
 def _writable(record: dict) -> dict:

@@ -19,13 +19,13 @@ from shared.models import accelerator, byte_input, runtimes, spec as specs
 from shared.models.labels import Labels, find_labels
 from shared.postprocess import OUTPUT_KINDS, is_detection
 
-MODEL_FILE_SUFFIXES = (".tflite", ".keras", ".h5", ".onnx")
+MODEL_FILE_SUFFIXES = runtimes.file_suffixes()
 _SIDECARS = ("labels.txt", "model.json")
 
 
 @dataclass
 class LoadedModel:
-    runtime: runtimes.Runtime
+    runtime: runtimes.ModelRuntime
     spec: specs.InputSpec
     labels: Labels
     name: str
@@ -111,7 +111,7 @@ def null_model(settings: Settings) -> LoadedModel:
                        path=Path(NULL_MODEL_URI), task="classification")
 
 
-def _open_runtime(path: Path, settings: Settings) -> tuple[runtimes.Runtime, Path]:
+def _open_runtime(path: Path, settings: Settings) -> tuple[runtimes.ModelRuntime, Path]:
     runtime, model_path = _open_framework(path, settings)
     if byte_input.takes_bytes(runtime):
         if not isinstance(runtime, runtimes.SavedModelRuntime):
@@ -121,7 +121,7 @@ def _open_runtime(path: Path, settings: Settings) -> tuple[runtimes.Runtime, Pat
     return runtime, model_path
 
 
-def _open_framework(path: Path, settings: Settings) -> tuple[runtimes.Runtime, Path]:
+def _open_framework(path: Path, settings: Settings) -> tuple[runtimes.ModelRuntime, Path]:
     threads = settings.cpu_threads
     on_gpu = accelerator.choose(settings.accelerator, accelerator.gpu_name())
     if path.is_dir():
@@ -140,13 +140,9 @@ def _open_framework(path: Path, settings: Settings) -> tuple[runtimes.Runtime, P
                 return _open_framework(found[0], settings)
         raise BucketeyeError("model_error", f"{path} holds no SavedModel, .keras, .tflite or .onnx model",
                              retryable=False)
-    suffix = path.suffix.lower()
-    if suffix == ".tflite":
-        return runtimes.TFLiteRuntime(path, threads), path
-    if suffix in (".keras", ".h5"):
-        return runtimes.KerasRuntime(path), path
-    if suffix == ".onnx":
-        return runtimes.OnnxRuntime(path, threads), path
+    model_format = runtimes.format_of(path)
+    if model_format is not None:
+        return model_format.open(path, threads), path
     raise BucketeyeError("model_error", f"unknown model type {path.name!r}: use a SavedModel directory, "
                          ".keras, .tflite or .onnx", retryable=False)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -21,7 +21,30 @@ class TensorInfo:
     dtype: str
 
 
+class ModelRuntime(Protocol):
+    """What the engine and batcher need of a model, whatever its framework."""
+
+    kind: str
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    batchable: bool
+    device: str
+    builds_programs: bool
+    compiles: int
+
+    @property
+    def input(self) -> TensorInfo: ...
+
+    def warm_up(self, sizes: Sequence[int]) -> None: ...
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def single_core_copies(self, count: int) -> list[ModelRuntime]: ...
+
+
 class Runtime:
+    """The shared behaviour of the runtimes below (each implements ModelRuntime)."""
+
     kind = "?"
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
@@ -283,3 +306,35 @@ class NullRuntime(Runtime):
 
     def _run(self, batch):
         return {"probabilities": np.broadcast_to(self._row, (len(batch), len(self._row)))}
+
+
+@dataclass(frozen=True)
+class ModelFormat:
+    """A model file format: the name suffixes that mark it and how to open one."""
+
+    name: str
+    suffixes: tuple[str, ...]
+    open: Callable[[Path, int], ModelRuntime]  # (path, CPU threads) -> runtime
+
+
+# The model file formats by name, in the order a folder's files are tried.
+FORMATS: dict[str, ModelFormat] = {}
+
+
+def register(model_format: ModelFormat) -> None:
+    FORMATS[model_format.name] = model_format
+
+
+register(ModelFormat("tflite", (".tflite",), lambda path, threads: TFLiteRuntime(path, threads)))
+register(ModelFormat("keras", (".keras", ".h5"), lambda path, threads: KerasRuntime(path)))
+register(ModelFormat("onnx", (".onnx",), lambda path, threads: OnnxRuntime(path, threads)))
+
+
+def file_suffixes() -> tuple[str, ...]:
+    return tuple(suffix for model_format in FORMATS.values() for suffix in model_format.suffixes)
+
+
+def format_of(path: Path) -> ModelFormat | None:
+    """The registered format a model file's name says, or None."""
+    suffix = path.suffix.lower()
+    return next((f for f in FORMATS.values() if suffix in f.suffixes), None)

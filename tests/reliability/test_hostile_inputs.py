@@ -17,10 +17,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from functions.http_trigger import STATUS
+from functions.delivery import MESSAGE_PUBLISHED
 from functions.local import messages
-from functions.pubsub_trigger import MESSAGE_PUBLISHED
 from functions.storage_trigger import FINALIZED
+from shared.errors import ERROR_CODES
 from tests.reliability import _corpus
 from tests.reliability._support import (ALLOWED_BUCKET, PRIVATE_BUCKET, assert_serving, chunked, figure, proc_kib,
                                         raw_http, reset_peak)
@@ -57,7 +57,7 @@ def _check_http_answer(response: requests.Response, expected: str, what: str) ->
         prediction = body["predictions"][0]
         assert "error" not in prediction and len(prediction["predictions"]) == 5, (what, prediction)
         return prediction
-    assert response.status_code == STATUS[expected], (what, response.status_code, response.text[:300])
+    assert response.status_code == ERROR_CODES[expected].http_status, (what, response.status_code, response.text[:300])
     assert set(body) == {"error"} and body["error"]["code"] == expected, (what, body)
     return body
 

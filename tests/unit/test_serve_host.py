@@ -46,3 +46,20 @@ def test_serve_binds_loopback_unless_on_cloud_run_or_told(extra, argv, expected)
     finally:
         os.killpg(process.pid, 15)
         process.wait(timeout=30)
+
+
+def test_the_server_uses_only_public_functions_framework_apis():
+    """A private module (functions_framework._http) may change in any minor release."""
+    import ast
+    tree = ast.parse((REPO / "functions" / "server.py").read_text(encoding="utf-8"))
+    modules = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    modules += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [m for m in modules if m and any(part.startswith("_") for part in m.split(".")[1:])]
+
+
+def test_gunicorn_gets_functions_framework_settings_and_a_bounded_request_line():
+    from functions.server import LIMIT_REQUEST_LINE, gunicorn_options
+    options = gunicorn_options("127.0.0.1", 8080, {"WORKERS": "3", "THREADS": "5"})
+    assert options == {"bind": "127.0.0.1:8080", "workers": 3, "threads": 5, "timeout": 0, "loglevel": "error",
+                       "limit_request_line": LIMIT_REQUEST_LINE}
+    assert 0 < LIMIT_REQUEST_LINE < 65536
