@@ -52,7 +52,13 @@ def test_no_worker_says_ready_when_its_model_cannot_serve(start_server):
         answer = requests.get(server.url + "/healthz", timeout=5)
         assert answer.status_code == 503
         assert "ACCELERATOR=gpu" in answer.json()["error"]["message"]
-    failures = [line for line in server.log.raw_lines() if '"model_load_failed"' in line]
+    # Each worker logs its own failure; the probe above may have reached the first one only.
+    deadline = time.monotonic() + 30
+    while True:
+        failures = [line for line in server.log.raw_lines() if '"model_load_failed"' in line]
+        if len(failures) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert len(failures) == 2 and all("ACCELERATOR=gpu" in line and '"ERROR"' in line for line in failures)
 
 
