@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install model test browser pubsub-emulator infra-check demo bench clean
+.PHONY: install model test browser pubsub-emulator infra-check demo bench bench-ceiling bench-gpu clean
 
 install: $(STAMP)
 
@@ -27,18 +27,18 @@ demo: pubsub-emulator model
 pubsub-emulator:
 	@$(PYTHON) -m functions.local.pubsub_emulator
 
-## Headless Chromium for the upload-page test (Debian's package; needs root or sudo).
+## Headless Chromium and its driver for the browser tests (Debian's packages; needs root or sudo).
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 ## Run every test: the Python suite (it starts and stops one Pub/Sub emulator), then the offline checks of infra/.
 test: pubsub-emulator install browser
 	$(PY) -m pytest -q
 	infra/check.sh
 
-## Offline checks of infra/ and the container files: tests/infra (python-hcl2) and checkov, each in its own venv.
+## Offline checks of infra/ and the container files: every block against the providers' schemas, tests/infra (python-hcl2, hadolint, the images' requirements resolved for their platforms) and checkov.
 infra-check:
 	infra/check.sh
 
@@ -48,6 +48,18 @@ bench: install
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq hey >/dev/null; }
 	$(PY) -m bench.run --quick
+
+## Serving ceiling without a GPU: the null model over HTTP, 1 vs 2 server processes, CPU-ms per image by stage.
+bench-ceiling: install
+	@command -v hey >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq hey >/dev/null; }
+	$(PY) -m bench.ceiling
+
+## The same load against the GPU path (GPU_MODEL: a .keras file on a JAX host); stops at once without a GPU.
+GPU_MODEL ?=
+bench-gpu:
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m bench.gpu --model "$(GPU_MODEL)"
 
 clean:
 	rm -rf $(VENV) .venv-infra .venv-checkov .pytest_cache

@@ -16,44 +16,40 @@ if __name__ == "__main__":
     sys.exit(main())
 
 import functions_framework  # noqa: E402  (the CLI above must not pay for the server's imports)
-from werkzeug.exceptions import HTTPException  # noqa: E402
 
-from functions import app, event_endpoints, http_trigger, runtime  # noqa: E402
+from functions import app, handlers, runtime  # noqa: E402
+from functions.answers import raise_unless_acknowledged, respond  # noqa: E402
+from functions.service import process_service  # noqa: E402
+from shared.config import SettingError  # noqa: E402
 
-runtime.load_after_fork()  # the model loads as the worker starts; /healthz says when it is ready
+try:  # settings are validated once, at start: a bad value stops every target with one clear line
+    runtime.settings()
+except SettingError as exc:
+    import logging
 
-
-class _Redeliver(HTTPException):
-    """A transient failure: a non-2xx answer makes Eventarc / Pub/Sub deliver again."""
-
-    def __init__(self, outcome):
-        self.code = outcome.status
-        super().__init__(description=str(outcome.body.get("error") or outcome.body))
-
-
-def _answer(outcome):
-    if outcome.transient:
-        raise _Redeliver(outcome)
-    return outcome.body
+    from shared.result_log import log_operation
+    log_operation(logging.ERROR, str(exc), "bad_setting")
+    sys.exit(1)
+runtime.load_after_fork()  # the model loads as the worker starts; /health says when it is ready
 
 
 @functions_framework.cloud_event
 def on_storage_event(cloud_event):
-    _answer(event_endpoints.handle_storage_cloudevent(cloud_event))
+    raise_unless_acknowledged(handlers.cloudevent(process_service(), cloud_event, "storage"))
 
 
 @functions_framework.cloud_event
 def on_pubsub_message(cloud_event):
-    _answer(event_endpoints.handle_pubsub_cloudevent(cloud_event))
+    raise_unless_acknowledged(handlers.cloudevent(process_service(), cloud_event, "pubsub"))
 
 
 @functions_framework.http
 def on_http_request(request):
     if request.method in ("GET", "HEAD"):
-        return app.upload_page.page()
-    return http_trigger.handle(request)
+        return respond(app.page())
+    return app.post_images(request, process_service())
 
 
 @functions_framework.http
 def bucketeye(request):
-    return app.dispatch(request)
+    return app.dispatch(request, process_service())

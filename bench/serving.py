@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -35,11 +36,11 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def wait_ready(self, timeout: float = 60.0) -> float:
-        """Seconds from process start until /healthz answers 200."""
+        """Seconds from process start until /health answers 200."""
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline:
             try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
+                with urllib.request.urlopen(self.url + "/health", timeout=1) as response:
                     if response.status == 200:
                         return time.perf_counter() - self.started
             except (urllib.error.URLError, OSError):
@@ -104,18 +105,25 @@ def cold_start(image: bytes, workdir: Path) -> dict[str, float]:
     return {"ready_s": ready, "first_result_s": first}
 
 
-def load(server: Server, image: Path, *, concurrency: int, requests: int, seconds: int) -> dict[str, float]:
-    """hey sends `requests` POSTs at `concurrency` (stopping after `seconds` in any case)."""
+def load(server: Server, image: Path, *, concurrency: int, requests: int, seconds: int,
+         duration: bool = False) -> dict[str, float]:
+    """hey sends `requests` POSTs at `concurrency` (`seconds` is each request's timeout), or,
+    with duration, as many as it can for `seconds`. hey's own CPU comes back too."""
     hey = shutil.which("hey")
     if hey is None:
         raise RuntimeError("the load generator `hey` is missing: make bench installs it (apt-get install hey)")
+    amount = ["-z", f"{seconds}s"] if duration else ["-n", str(requests)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
-        ["timeout", str(seconds + 30), hey, "-n", str(requests), "-c", str(concurrency), "-m", "POST",
+        ["timeout", str(seconds + 30), hey, *amount, "-c", str(concurrency), "-m", "POST",
          "-T", "image/jpeg", "-D", str(image), "-t", str(seconds), "-o", "csv", server.url + "/?top_k=5"],
         capture_output=True, text=True, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     rows = list(csv.DictReader(io.StringIO(out.stdout)))
     ok = [r for r in rows if r["status-code"] == "200"]
     latencies = [float(r["response-time"]) * 1000.0 for r in ok]
     span = max(float(r["offset"]) + float(r["response-time"]) for r in rows)
+    hey_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"requests": len(rows), "ok": len(ok), "p50_ms": percentile(latencies, 50),
-            "p99_ms": percentile(latencies, 99), "throughput": len(ok) / span}
+            "p99_ms": percentile(latencies, 99), "throughput": len(ok) / span,
+            "hey_cpu_ms_per_request": 1000.0 * hey_cpu / max(1, len(rows))}

@@ -1,72 +1,82 @@
 """The combined server: functions-framework sends every path to one target, so this
-target dispatches by path to the three triggers, the upload page and /healthz."""
+target dispatches by path to the three triggers, the upload page and /health."""
 from __future__ import annotations
 
-import json
+from flask import Flask
+from flask import request as current_request
 
-from flask import Response
-
-from functions import event_endpoints, http_trigger, runtime, upload_page
-from functions.routes import HEALTH_ROUTE, HTTP_ROUTE, PUBSUB_ROUTE, STORAGE_ROUTE
+from functions import handlers, upload_page
+from functions.answers import Outcome, request_error, respond
+from functions.routes import HEALTH_ROUTE, HTTP_ROUTE, LEGACY_HEALTH_ROUTE, PUBSUB_ROUTE, STORAGE_ROUTE
+from functions.service import Service
+from shared.errors import RETRY_AFTER_S, BucketeyeError
 
 EVENT_ROUTES = {STORAGE_ROUTE: "storage", PUBSUB_ROUTE: "pubsub"}
 
 
-def dispatch(request):
+def dispatch(request, service: Service):
     path, method = request.path, request.method
     # Every route, not only POST /, must bound what it reads: functions-framework reads the
-    # whole body after every non-streamed response (its read_request hook), so a GET /healthz
-    # with a 1 GB Content-Length used to wait for (and buffer) that gigabyte. Werkzeug stops
-    # reading at max_content_length; one byte over the limit tells "over" from "at".
-    request.max_content_length = runtime.settings().max_request_bytes + 1
+    # whole body after every non-streamed response (its read_request hook), so a GET /health
+    # with a 1 GB Content-Length used to wait for (and buffer) that gigabyte.
+    limit = service.settings.max_request_bytes
+    request.max_content_length = limit + 1  # Werkzeug stops reading there
     if path == HTTP_ROUTE and method == "POST":
-        return http_trigger.handle(request)
+        return post_images(request, service)
     if path in EVENT_ROUTES and method == "POST":
-        refused = event_endpoints.refuse_oversize(request, EVENT_ROUTES[path])
-        if refused is not None:  # acknowledged with a too_large result, its body never read
-            return _streamed(outcome_response(refused))
-        if path == STORAGE_ROUTE:
-            return outcome_response(event_endpoints.handle_storage_request(request))
-        return outcome_response(event_endpoints.handle_pubsub_request(request))
+        too_large = handlers.oversize(request, limit)
+        if too_large is not None:  # acknowledged with a too_large result, its body never read
+            return respond(handlers.oversize_event(service, request, EVENT_ROUTES[path], too_large), streamed=True)
+        return respond(handlers.event_request(service, request, EVENT_ROUTES[path]))
     # The remaining routes need no body: a body sent anyway is never read (see above).
-    answer = _route_without_body(request, path, method)
-    return _streamed(answer) if _has_body(request) else answer
+    return respond(_without_body(path, method, service), streamed=_has_body(request))
 
 
-def _route_without_body(request, path: str, method: str):
-    if path == HEALTH_ROUTE:
-        return health()
+def post_images(request, service: Service):
+    """POST / (also the standalone on_http_request target): an oversize body is answered unread."""
+    too_large = handlers.oversize(request, service.settings.max_request_bytes)
+    if too_large is not None:
+        return respond(request_error(too_large), streamed=True)
+    return respond(handlers.http_request(service, request))
+
+
+def _without_body(path: str, method: str, service: Service) -> Outcome:
     if path == HTTP_ROUTE and method in ("GET", "HEAD"):
-        return upload_page.page()
+        return page()
+    if path in (HEALTH_ROUTE, LEGACY_HEALTH_ROUTE):
+        return health(service)
     if path in (HTTP_ROUTE, STORAGE_ROUTE, PUBSUB_ROUTE):
-        return {"error": {"code": "method_not_allowed", "message": f"{path} accepts POST"}}, 405, {"Allow": "POST"}
-    return {"error": {"code": "not_found", "message": f"no route {path}"}}, 404, {}
+        return request_error(BucketeyeError("method_not_allowed", f"{path} accepts POST"), Allow="POST")
+    return request_error(BucketeyeError("not_found", f"no route {path}"))
+
+
+def page() -> Outcome:
+    body, status, headers = upload_page.page()
+    return Outcome(body, status, None, headers)
 
 
 def _has_body(request) -> bool:
     return bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
 
 
-def _streamed(answer):
-    """A streamed response: functions-framework then leaves the request body unread."""
-    body, status, headers = answer
-    if isinstance(body, (dict, list)):
-        body, mimetype = json.dumps(body).encode(), "application/json"
-    else:
-        body, mimetype = body.encode() if isinstance(body, str) else body, None
-    return Response(iter([body]), status=status, headers=headers, mimetype=mimetype)
-
-
-def outcome_response(outcome):
-    headers = {"Retry-After": "1"} if outcome.transient else {}
-    return outcome.body, outcome.status, headers
-
-
-def health():
-    if runtime.is_ready():
-        model = runtime.engine().model
-        return {"status": "ready", "model": model.info, "runtime": model.runtime.kind}, 200, {}
-    error = runtime.load_error()
+def health(service: Service) -> Outcome:
+    if service.is_ready():
+        model = service.engine().model
+        return Outcome({"status": "ready", "model": model.info, "runtime": model.runtime.kind, **service.stats()})
+    error = service.load_error()
     if error is not None:
-        return {"status": "failed", "error": error.as_dict()}, 503, {}
-    return {"status": "loading"}, 503, {"Retry-After": "1"}
+        return Outcome({"status": "failed", "error": error.as_dict(), **service.stats()}, 503)
+    return Outcome({"status": "loading", **service.stats()}, 503, RETRY_AFTER_S)
+
+
+def create_app(service: Service) -> Flask:
+    """A Flask app serving every route with `service`: what in-process tests drive."""
+    app = Flask("bucketeye")
+    methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+
+    def view(path: str = ""):
+        return dispatch(current_request, service)
+
+    app.add_url_rule("/", "root", view, methods=methods)
+    app.add_url_rule("/<path:path>", "any", view, methods=methods)
+    return app

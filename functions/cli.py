@@ -1,7 +1,7 @@
 """The command line: `python main.py COMMAND …` (see `python main.py --help`).
 
 Exit codes: 0 every image ok, 1 some result is an error (all results still printed),
-2 usage errors (bad flags, nothing to classify, a model that cannot be loaded).
+2 usage errors (bad flags or settings, nothing to classify, a model that cannot be loaded).
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from functions.cli_args import IMAGE_SUFFIXES, positive_int
+from shared.config import SettingError, Settings
 from shared.errors import BucketeyeError
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
@@ -34,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("model", help="build the built-in model into the cache (make model)")
 
     serve = sub.add_parser("serve", help="serve all three triggers on one functions-framework server")
-    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--host", default=None,
+                       help="address to listen on (default: 0.0.0.0 on Cloud Run, where K_SERVICE is set; "
+                            "127.0.0.1 elsewhere)")
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     serve.add_argument("--dev", action="store_true", help="Flask's single-process dev server instead of gunicorn")
 
@@ -45,11 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
     local_commands.add_commands(sub, state)
     backfill_cli.add_commands(sub, state)
     report_cli.add_commands(sub, state)
+    from functions.dataset import cli as dataset_cli
+    dataset_cli.add_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("classify", "inspect", "model", "serve"):
+        try:  # validated once, before any work: one line naming the setting, its value and what is allowed
+            Settings.from_env()
+        except SettingError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_USAGE
     if args.command == "classify":
         return cmd_classify(args)
     if args.command == "inspect":
@@ -58,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_model()
     if args.command == "serve":
         from functions.server import serve
-        return serve(args.host, args.port, dev=args.dev)
+        return serve(args.host or default_host(), args.port, dev=args.dev)
+    if args.command == "dataset":
+        from functions.dataset import cli as dataset_cli
+        return dataset_cli.run(args)
     from functions.local import commands as local_commands
     handler = local_commands.COMMANDS.get(args.command) or _WORKSTATION_COMMANDS[args.command]
     return local_commands.run(handler, args)
@@ -82,6 +96,12 @@ def _duplicates(args) -> int:
 _WORKSTATION_COMMANDS = {"backfill": _backfill, "report": _report, "duplicates": _duplicates}
 
 
+def default_host() -> str:
+    """All interfaces on Cloud Run (its front end is the only way in); loopback anywhere else,
+    so a laptop's server is not open to its network unless asked (--host 0.0.0.0)."""
+    return "0.0.0.0" if os.environ.get("K_SERVICE") else "127.0.0.1"
+
+
 def expand_paths(patterns: list[str]) -> list[str]:
     """Files as given; directories walked for image files; globs expanded. Missing paths stay
     in the list so they are reported as not_found results rather than silently dropped."""
@@ -100,7 +120,6 @@ def expand_paths(patterns: list[str]) -> list[str]:
 
 
 def _load_engine(model_uri: str | None):
-    from shared.config import Settings
     from shared.engine import Engine
     from shared.models.loader import load_model
     settings = Settings.from_env(model_uri=model_uri)
@@ -133,7 +152,6 @@ def cmd_classify(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from shared.config import Settings
     from shared.models.loader import load_model
     try:
         model = load_model(Settings.from_env(), args.model)
@@ -145,7 +163,6 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_model() -> int:
-    from shared.config import Settings
     from shared.models.default_model import ensure_default_model
     print(ensure_default_model(Settings.from_env().model_cache_dir))
     return EXIT_OK

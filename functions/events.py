@@ -1,114 +1,118 @@
-"""Event handling shared by the storage and Pub/Sub triggers: stale and skip checks,
-de-duplication, classification, logging, and the answer that tells the platform
-whether to redeliver.
+"""What happens to the work an event names: skip checks, de-duplication, the age check,
+classification and logging, ending in the Outcome that tells the platform whether to redeliver.
 
-Permanent problems are acknowledged (200) and logged as error results; transient
-ones answer 503 (429 when overloaded) so the platform redelivers. Nothing loops,
-nothing is lost.
+Every event ends as at least one record: a result (`ok` or `error`), or a `skipped` record
+saying why it was deliberately not classified. Permanent problems are acknowledged (200);
+transient ones answer with the error's status (503, or 429 when overloaded) so the platform
+redelivers.
 """
 from __future__ import annotations
 
 import hashlib
-import logging
-import threading
-from dataclasses import dataclass, field
+from dataclasses import replace
 from datetime import datetime, timezone
 
-from functions import runtime
-from functions.dedup import RecentResults
-from shared.errors import BucketeyeError
+from functions.answers import Outcome, event_error, settled
+from functions.service import Service
+from shared.errors import BucketeyeError, Skip
+from shared.imaging import is_generic_type
 from shared.refs import ImageRef
 from shared.result_log import log_result
 from shared.results import Result, make_result_id
 
-log = logging.getLogger("bucketeye")
-_recent_lock = threading.Lock()
-_recent: dict = {}
 
-
-@dataclass
-class Outcome:
-    status: int
-    body: dict = field(default_factory=dict)
-
-    @property
-    def transient(self) -> bool:
-        return self.status >= 500 or self.status == 429
-
-
-def recent() -> RecentResults:
-    with _recent_lock:
-        if "cache" not in _recent:
-            _recent["cache"] = RecentResults(runtime.settings().dedup_window_s)
-        return _recent["cache"]
-
-
-def skip_reason(ref: ImageRef) -> str:
-    settings = runtime.settings()
+def skip_reason(service: Service, ref: ImageRef) -> Skip | None:
+    """Why a named object is not classified at all, or None. A generic or missing content type
+    says nothing: such an object is read and identified by its bytes (ref.only_images)."""
     if ref.object and ref.object.endswith("/"):
-        return "a folder placeholder, not an image"
-    if ref.object and settings.object_skipped(ref.object):
-        return "under a skipped prefix (SKIP_PREFIXES)"
-    if ref.content_type and not ref.content_type.lower().startswith("image/"):
-        return f"content type {ref.content_type!r} is not an image"
-    return ""
+        return Skip("folder")
+    if ref.object and service.settings.object_skipped(ref.object):
+        return Skip("skipped_prefix")
+    if not is_generic_type(ref.content_type) and not ref.content_type.lower().startswith("image/"):
+        return Skip("not_an_image", f"content type {ref.content_type!r} is not an image")
+    return None
 
 
-def event_identity(trigger: str, event_id: str, body: bytes) -> ImageRef:
-    """A ref for a message that could not be parsed: identified by its event id or bytes,
-    so each bad message is its own row (and a redelivered one the same row)."""
-    identity = event_id or "sha256:" + hashlib.sha256(body).hexdigest()[:32]
-    return ImageRef(trigger=trigger, event_id=identity[:200])
-
-
-def reject(ref: ImageRef, error: BucketeyeError) -> Outcome:
+def reject(service: Service, ref: ImageRef, error: BucketeyeError) -> Outcome:
     """A message that names no classifiable work: log one error result, acknowledge."""
-    model = _model_info()
-    log_result(Result(ref=ref, model=model, error=error))
-    status = _status_for([error])
-    return Outcome(status, {"error": error.as_dict(), "acknowledged": status < 400})
+    log_result(Result(ref=ref, model=service.model_info(), error=error))
+    return event_error(error)
 
 
-def process(refs: list[ImageRef], *, event_time: datetime | None) -> Outcome:
-    settings = runtime.settings()
-    age = _age_s(event_time)
-    if settings.max_event_age_s > 0 and age is not None and age > settings.max_event_age_s:
-        error = BucketeyeError("stale_event", f"the event is {age:.0f} s old; the limit is "
-                               f"{settings.max_event_age_s:.0f} s (MAX_EVENT_AGE_S)")
-        for ref in refs:
-            log_result(Result(ref=ref, model=_model_info(), error=error))
-        return Outcome(200, {"error": error.as_dict(), "acknowledged": True})
+def skip(service: Service, ref: ImageRef, reason: Skip) -> dict:
+    """Log the `skipped` record of an event deliberately not classified; its summary."""
+    record = log_result(Result(ref=ref, model=service.model_info(), skip=reason))
+    return _skip_summary(ref, reason, record)
 
-    skipped = [{"uri": ref.uri, "reason": reason} for ref in refs if (reason := skip_reason(ref))]
-    todo = [ref for ref in refs if not skip_reason(ref)]
-    for item in skipped:
-        log.info("skipped %s: %s", item["uri"], item["reason"])
+
+def _skip_summary(ref: ImageRef, reason: Skip, record: dict) -> dict:
+    return {"uri": ref.uri or None, "reason": reason.code, "message": reason.message, "result_id": record["result_id"]}
+
+
+def _by_bytes(ref: ImageRef) -> ImageRef:
+    """An uploaded object whose content type says nothing is classified only if its bytes are an image."""
+    generic_upload = ref.trigger == "storage" and ref.bucket and is_generic_type(ref.content_type)
+    return replace(ref, only_images=True) if generic_upload else ref
+
+
+def skip_event(service: Service, ref: ImageRef, reason: Skip) -> Outcome:
+    return Outcome({"results": [], "skipped": [skip(service, ref, reason)]})
+
+
+def process(service: Service, refs: list[ImageRef], *, event_time: datetime | None = None) -> Outcome:
+    """Classify the refs an event names. `event_time` is given for storage events only: what
+    a user asked for (a Pub/Sub request, a backfill message) is never too old to do."""
+    todo, skipped = [], []
+    for ref in refs:
+        reason = skip_reason(service, ref)
+        if reason is not None:
+            skipped.append(skip(service, ref, reason))
+        else:
+            todo.append(_by_bytes(ref))
     if not todo:
-        return Outcome(200, {"results": [], "skipped": skipped})
+        return Outcome({"results": [], "skipped": skipped})
 
     try:
-        engine = runtime.engine()
+        engine = service.engine()
     except BucketeyeError as exc:
-        return Outcome(_status_for([exc]), {"error": exc.as_dict()})
+        return event_error(exc)
 
-    cache = recent()
+    # De-duplication first: a late redelivery of finished work is a no-op, not a stale_event.
+    cache = service.recent
     fresh, duplicates = [], []
     for ref in todo:
         (duplicates if cache.seen(delivery_id(ref, engine.model.id)) else fresh).append(ref)
+    duplicate_ids = [delivery_id(r, engine.model.id) for r in duplicates]
+    stale = _stale_error(service, event_time)
+    if stale is not None and fresh:
+        for ref in fresh:
+            log_result(Result(ref=ref, model=engine.model.info, error=stale))
+        return Outcome({"error": stale.as_dict(), "acknowledged": True, "skipped": skipped,
+                        "duplicates": duplicate_ids})
+
     results = engine.classify(fresh) if fresh else []
     summaries = []
     for ref, result in zip(fresh, results):
         record = log_result(result)
-        if result.ok or not result.error.retryable:
+        if result.error is None or not result.error.retryable:
             # Remember the id as delivered too: a URI named without a generation gets its
             # generation only when read, and its redelivery is looked up before reading.
             cache.remember(delivery_id(ref, engine.model.id))
             cache.remember(result.result_id)
-        summaries.append(_summary(record))
-    errors = [r.error for r in results if not r.ok]
-    status = _status_for(errors)
-    return Outcome(status, {"results": summaries, "skipped": skipped,
-                            "duplicates": [delivery_id(r, engine.model.id) for r in duplicates]})
+        if result.skip is not None:  # its bytes were not an image
+            skipped.append(_skip_summary(ref, result.skip, record))
+        else:
+            summaries.append(_summary(record))
+    return settled({"results": summaries, "skipped": skipped, "duplicates": duplicate_ids},
+                   [r.error for r in results if r.error is not None])
+
+
+def _stale_error(service: Service, event_time: datetime | None) -> BucketeyeError | None:
+    limit = service.settings.max_event_age_s
+    age = _age_s(event_time)
+    if limit <= 0 or age is None or age <= limit:
+        return None
+    return BucketeyeError("stale_event", f"the event is {age:.0f} s old; the limit is {limit:.0f} s (MAX_EVENT_AGE_S)")
 
 
 def delivery_id(ref: ImageRef, model_id: str) -> str:
@@ -123,26 +127,12 @@ def delivery_id(ref: ImageRef, model_id: str) -> str:
     return make_result_id(ref, model_id)
 
 
-def _status_for(errors: list[BucketeyeError]) -> int:
-    retryable = [e for e in errors if e.retryable]
-    if not retryable:
-        return 200
-    return 429 if any(e.code == "overloaded" for e in retryable) else 503
-
-
 def _age_s(event_time: datetime | None) -> float | None:
     if event_time is None:
         return None
     if event_time.tzinfo is None:
         event_time = event_time.replace(tzinfo=timezone.utc)
     return (datetime.now(timezone.utc) - event_time).total_seconds()
-
-
-def _model_info() -> dict:
-    """The model's identity when loaded; results of events rejected before load still log."""
-    if runtime.is_ready():
-        return runtime.engine().model.info
-    return {"name": None, "version": None, "id": ""}
 
 
 def _summary(record: dict) -> dict:

@@ -1,151 +1,153 @@
-"""The HTTP API: images in, {"predictions": [...]} out, in request order.
+"""The HTTP API: an http Delivery -> work for the engine, and results -> the answer.
 
-Accepted bodies: raw image bytes; multipart/form-data with one or many files; JSON
-{"instances": [{"image": {"b64": …}, "key": …}]} (CloudML/Vertex), {"instances":
-[{"b64": …}]} (TF Serving) and {"instances": [{"uri": "gs://…"}]}. `?top_k=N`.
-BigQuery remote-function calls ({"requestId", "calls": …}) are handed to bigquery_trigger.
-Errors are {"error": {"code", "message"}} with a 4xx (5xx/429 when a retry can help).
+Accepted bodies, each answered in request order:
+- raw image bytes, or multipart/form-data with one or many files;
+- JSON rows: {"instances": [{"image": {"b64": …}, "key": …}]} (Vertex AI / CloudML),
+  {"image_bytes": {"b64": …}} and {"encoded_image": {"b64": …}} instances, {"b64": …}
+  (TF Serving's row form) and {"uri": "gs://…"};
+- TF Serving's columnar form: {"inputs": [{"b64": …}, …]} (list) or
+  {"inputs": {"image_bytes": [{"b64": …}, …], "key": [...]}} (named), answered {"outputs": [...]};
+- Vertex AutoML image: {"instances": [{"content": "<base64>"}], "parameters":
+  {"confidenceThreshold": 0.5, "maxPredictions": 5}}.
+`?top_k=N` (or maxPredictions) sets how many labels come back. A key keeps its JSON type.
 """
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 
-from flask import Response
-from werkzeug.exceptions import RequestEntityTooLarge
-
-from functions import bigquery_trigger, runtime
-from functions.pubsub_trigger import decode_b64
+from functions import parsing
+from functions.answers import Outcome, request_error, urgent
+from functions.delivery import Delivery
 from shared.errors import BucketeyeError
 from shared.refs import ImageRef
-from shared.result_log import log_result
 from shared.storage import parse_gs_uri
 
-MAX_TOP_K = 100
-STATUS = {
-    "bad_message": 400, "empty_object": 400, "forbidden_source": 403, "not_found": 404,
-    "too_large": 413, "unsupported_format": 415, "corrupt_image": 422, "too_many_pixels": 422,
-    "stale_event": 400, "overloaded": 429, "fetch_failed": 503, "model_error": 503,
-}
-JSON_TYPES = ("application/json",)
+IMAGE_FIELDS = ("image", "image_bytes", "encoded_image")  # CloudML and AI Platform names for {"b64": ...}
+SHAPES = ('{"instances": [{"image": {"b64": ...}}]}, {"instances": [{"b64": ...}]}, '
+          '{"instances": [{"uri": "gs://..."}]}, {"instances": [{"content": ...}]} or {"inputs": ...}')
 
 
-def error_response(error: BucketeyeError):
-    headers = {"Retry-After": "1"} if error.retryable else {}
-    return {"error": {"code": error.code, "message": error.message}}, STATUS.get(error.code, 400), headers
+@dataclass
+class Work:
+    refs: list[ImageRef]
+    keys: list                       # each instance's key as the caller sent it (None: none sent)
+    top_k: int | None = None
+    single: bool = False             # one bare image: its error is the answer's status
+    columnar: bool = False           # TF Serving's {"inputs"}: answered {"outputs"}
+    min_score: float | None = None   # AutoML's confidenceThreshold
 
 
-def handle(request):
-    """POST /: classify what the body holds."""
-    settings = runtime.settings()
-    limit = settings.max_request_bytes
-    if request.content_length is not None and request.content_length > limit:
-        return _unread(error_response(BucketeyeError("too_large", f"the request is {request.content_length} bytes; "
-                                                     f"the limit is {limit}")))
-    # Werkzeug silently cuts a chunked body at max_content_length: read one byte more than
-    # the limit, so a body over it shows by its length instead of passing on truncated.
-    request.max_content_length = limit + 1
-    try:
-        if request.content_length is None and len(request.get_data()) > limit:
-            raise BucketeyeError("too_large", f"the request is over {limit} bytes")
-        if request.mimetype in JSON_TYPES and bigquery_trigger.is_remote_call(_json_body(request)):
-            answer, status = bigquery_trigger.handle(_json_body(request))
-            return answer, status, ({"Retry-After": "1"} if status in (429, 503) else {})
-        top_k = _top_k(request.args.get("top_k"))
-        refs, single = _refs(request, settings.max_instances)
-        engine = runtime.engine()
-    except RequestEntityTooLarge:
-        return error_response(BucketeyeError("too_large", f"the request is over {settings.max_request_bytes} bytes"))
-    except BucketeyeError as exc:
-        return error_response(exc)
-
-    results = engine.classify(refs, top_k=top_k)
-    records = [log_result(result) for result in results]
-    retryable = [r.error for r in results if not r.ok and r.error.retryable]
-    if retryable:
-        return error_response(retryable[0])
-    if single and not results[0].ok:
-        return error_response(results[0].error)
-    return {"predictions": [_prediction(record) for record in records]}, 200, {}
-
-
-def _unread(answer):
-    """functions-framework reads the whole request body after every response that is not
-    streamed (its read_request hook): stream this one, so the oversize body is never read."""
-    body, status, headers = answer
-    return Response(iter([json.dumps(body).encode()]), status=status, headers=headers, mimetype="application/json")
-
-
-def _json_body(request):
-    """The parsed JSON body, or None when it is not JSON. Werkzeug's silent mode catches only
-    ValueError: JSON nested deeper than the parser's recursion limit raised RecursionError, a 500."""
-    try:
-        return request.get_json(silent=True)
-    except RecursionError:
-        return None
-
-
-def _top_k(raw: str | None) -> int | None:
-    if raw is None or raw == "":
-        return None
-    # isascii: str.isdigit() accepts "²", which int() refuses (a ValueError, so a 500); len: a
-    # 5000-digit number passes isdigit() and int() refuses it too (Python's 4300-digit limit)
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 3) or not 1 <= int(raw) <= MAX_TOP_K:
-        raise BucketeyeError("bad_message", f"top_k must be an integer from 1 to {MAX_TOP_K}")
-    return int(raw)
-
-
-def _refs(request, max_instances: int) -> tuple[list[ImageRef], bool]:
-    """The request's images, and whether it was a single bare image (errors then become the status)."""
-    if request.mimetype in JSON_TYPES:
-        return _json_refs(_json_body(request), max_instances), False
-    if request.mimetype == "multipart/form-data":
-        files = [f for name in request.files for f in request.files.getlist(name)]
-        if not files:
+def parse(delivery: Delivery, *, max_instances: int) -> Work:
+    top_k = parsing.top_k(delivery.attributes.get("top_k"))
+    content_type = delivery.attributes.get("content_type", "")
+    if content_type == "application/json":
+        work = _json_work(delivery.document, max_instances)
+        work.top_k = work.top_k or top_k
+        return work
+    if content_type == "multipart/form-data":
+        if not delivery.uploads:
             raise BucketeyeError("bad_message", "the form holds no files")
-        if len(files) > max_instances:
-            raise BucketeyeError("bad_message", f"{len(files)} files; at most {max_instances} per request")
-        refs = [ImageRef(trigger="http", key=f.filename or "", content_type=f.mimetype or "", data=f.read())
-                for f in files]
-        return refs, len(refs) == 1
-    data = request.get_data()
-    if not data:
+        _check_count(len(delivery.uploads), "files", max_instances)
+        refs = [ImageRef(trigger="http", key=u.name, content_type=u.content_type, data=u.data)
+                for u in delivery.uploads]
+        return Work(refs, [None] * len(refs), top_k, single=len(refs) == 1)
+    if not delivery.data:
         raise BucketeyeError("empty_object", "the request body is empty: send image bytes, a form or JSON")
-    return [ImageRef(trigger="http", data=data, content_type=request.mimetype or "")], True
+    return Work([ImageRef(trigger="http", data=delivery.data, content_type=content_type)], [None], top_k, single=True)
 
 
-def _json_refs(body, max_instances: int) -> list[ImageRef]:
+def _check_count(count: int, what: str, max_instances: int) -> None:
+    if count > max_instances:
+        raise BucketeyeError("bad_message", f"{count} {what}; at most {max_instances} per request")
+
+
+def _json_work(body, max_instances: int) -> Work:
     if not isinstance(body, dict):
         raise BucketeyeError("bad_message", 'the body is not a JSON object like {"instances": [...]}')
-    instances = body.get("instances")
+    if "inputs" in body and "instances" not in body:
+        instances, columnar = _columnar(body["inputs"]), True
+    else:
+        instances, columnar = body.get("instances"), False
     if not isinstance(instances, list) or not instances:
-        raise BucketeyeError("bad_message", '"instances" must be a non-empty list')
-    if len(instances) > max_instances:
-        raise BucketeyeError("bad_message", f"{len(instances)} instances; at most {max_instances} per request")
-    return [_instance_ref(item, i) for i, item in enumerate(instances)]
+        raise BucketeyeError("bad_message", f'"instances" must be a non-empty list: {SHAPES}')
+    _check_count(len(instances), "instances", max_instances)
+    refs = [_instance_ref(item, i) for i, item in enumerate(instances)]
+    keys = [item.get("key") for item in instances]
+    top_k, min_score = _parameters(body.get("parameters"))
+    return Work(refs, keys, top_k, columnar=columnar, min_score=min_score)
+
+
+def _columnar(inputs) -> list:
+    """TF Serving's columnar inputs as rows: a list of images, one image, or named columns."""
+    if isinstance(inputs, list):
+        return [item if isinstance(item, dict) and "b64" not in item else {"image": item} for item in inputs]
+    if isinstance(inputs, dict) and "b64" in inputs:
+        return [{"image": inputs}]
+    if not isinstance(inputs, dict):
+        raise BucketeyeError("bad_message", '"inputs" must be a list of images or a map of named columns')
+    columns = {name: value if isinstance(value, list) else [value] for name, value in inputs.items()}
+    lengths = {len(value) for value in columns.values()}
+    if len(lengths) != 1:
+        raise BucketeyeError("bad_message", 'the named "inputs" columns must all have the same length')
+    return [{name: column[i] for name, column in columns.items()} for i in range(lengths.pop())]
+
+
+def _parameters(parameters) -> tuple[int | None, float | None]:
+    """Vertex AutoML's prediction parameters: maxPredictions is top_k, confidenceThreshold a floor."""
+    if parameters is None:
+        return None, None
+    if not isinstance(parameters, dict):
+        raise BucketeyeError("bad_message", '"parameters" must be a map')
+    top_k = parsing.top_k(parameters.get("maxPredictions"), name="maxPredictions")
+    threshold = parameters.get("confidenceThreshold")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                  or not 0 <= threshold <= 1):
+        raise BucketeyeError("bad_message", "confidenceThreshold must be a number from 0 to 1")
+    return top_k, threshold
 
 
 def _instance_ref(item, index: int) -> ImageRef:
     if not isinstance(item, dict):
         raise BucketeyeError("bad_message", f"instance {index} is not an object")
-    key = "" if item.get("key") is None else str(item["key"])[:256]
+    key = parsing.key_text(item.get("key"))
     if "uri" in item:
         if not isinstance(item["uri"], str):
             raise BucketeyeError("bad_message", f"instance {index}: uri must be a string")
         target = parse_gs_uri(item["uri"])
         return ImageRef(trigger="http", uri=f"gs://{target.bucket}/{target.name}", bucket=target.bucket,
                         object=target.name, key=key)
-    image = item.get("image", item)
-    b64 = image.get("b64") if isinstance(image, dict) else None
+    if isinstance(item.get("content"), str):  # Vertex AutoML: the base64 string itself
+        b64 = item["content"]
+    else:
+        image = next((item[name] for name in IMAGE_FIELDS if name in item), item)
+        b64 = image.get("b64") if isinstance(image, dict) else None
     if not isinstance(b64, str):
-        raise BucketeyeError("bad_message", f'instance {index} has no image: use {{"image": {{"b64": ...}}}}, '
-                             '{"b64": ...} or {"uri": "gs://..."}')
-    return ImageRef(trigger="http", key=key, data=decode_b64(b64, f"instance {index}'s image"))
+        raise BucketeyeError("bad_message", f"instance {index} has no image: use {SHAPES}")
+    return ImageRef(trigger="http", key=key, data=parsing.decode_b64(b64, f"instance {index}'s image"))
 
 
-def _prediction(record: dict) -> dict:
-    out = {"key": record["source"]["key"]} if record["source"]["key"] is not None else {}
+def answer(work: Work, records: list[dict], errors: list[BucketeyeError | None]) -> Outcome:
+    """The response: a retryable failure (or a single image's failure) as the status; else each
+    instance's prediction or error, in request order."""
+    failed = [e for e in errors if e is not None]
+    transient = urgent(failed)
+    if transient is not None:
+        return request_error(transient)
+    if work.single and errors[0] is not None:
+        return request_error(errors[0])
+    rows = [_prediction(record, key, work.min_score) for record, key in zip(records, work.keys)]
+    return Outcome({"outputs" if work.columnar else "predictions": rows})
+
+
+def _prediction(record: dict, key, min_score: float | None) -> dict:
+    # a number key comes back a number; any other key as the (bounded) text the record holds
+    number = isinstance(key, (int, float)) and not isinstance(key, bool)
+    key = key if number else record["source"]["key"]
+    out = {"key": key} if key is not None else {}
     if record["status"] != "ok":
         return out | {"error": {"code": record["error"]["code"], "message": record["error"]["message"]}}
-    return out | {key: record[key] for key in ("predictions", "top_label", "top_score", "result_id", "model",
-                                               "image", "timings_ms")} | (
-        {"detections": record["detections"]} if record["detections"] else {})
+    row = out | {name: record[name] for name in ("predictions", "top_label", "top_score", "result_id", "model",
+                                                 "image", "timings_ms")}
+    if min_score is not None:
+        row["predictions"] = [p for p in row["predictions"] if p["score"] >= min_score]
+    return row | ({"detections": record["detections"]} if record["detections"] else {})

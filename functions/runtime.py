@@ -2,18 +2,17 @@
 
 Threads do not survive fork, and gunicorn imports main.py in its master and then
 forks the worker: so loading starts in the worker right after the fork (or on the
-first request, for servers that do not fork). /healthz answers "not ready" meanwhile.
+first request, for servers that do not fork). /health answers "not ready" meanwhile.
 """
 from __future__ import annotations
 
 import logging
 import os
 import threading
+import time
 
 from shared.config import Settings
 from shared.errors import BucketeyeError
-
-log = logging.getLogger("bucketeye")
 
 _lock = threading.Lock()
 _ready = threading.Event()
@@ -67,18 +66,30 @@ def _write_log_diagnostic() -> None:
 
 
 def _load() -> None:
+    from shared.config import non_defaults
     from shared.engine import Engine
+    from shared.models.accelerator import gpu_name
+    from shared.result_log import log_operation
     _write_log_diagnostic()  # servers that do not fork start loading here, still outside a request
+    gpu = gpu_name()
+    started = time.monotonic()
     try:
         engine = Engine(settings())
         _state["engine"] = engine
-        log.info("model %s ready (%s)", engine.model.id, engine.model.runtime.kind)
-    except BucketeyeError as exc:
-        _state["error"] = exc
-        log.error("model failed to load: %s", exc)
-    except Exception as exc:  # any load failure must surface as not-ready, not kill the server
-        _state["error"] = BucketeyeError("model_error", f"model failed to load: {type(exc).__name__}: {exc}")
-        log.exception("model failed to load")
+        model, load_s = engine.model, round(time.monotonic() - started, 3)
+        runtime, sizes = model.runtime, list(engine.batch_sizes)
+        device = "gpu" if any(word in runtime.device.lower() for word in ("gpu", "cuda")) else "cpu"
+        log_operation(logging.INFO, f"model {model.id} ready in {load_s:.1f} s: {runtime.kind} on {runtime.device}, "
+                      f"batch sizes {','.join(map(str, sizes))} built and warmed ({runtime.compiles} compiles); "
+                      f"GPU: {gpu or 'none found'}", "model_ready", model_id=model.id, load_s=load_s,
+                      runtime=runtime.kind, device=device, device_name=runtime.device, gpu=gpu, batch_sizes=sizes,
+                      compiles=runtime.compiles, settings=non_defaults())
+    except Exception as exc:  # any load failure must surface as not-ready (503 with the reason), not kill the server
+        error = exc if isinstance(exc, BucketeyeError) else BucketeyeError(
+            "model_error", f"model failed to load: {type(exc).__name__}: {exc}")
+        _state["error"] = error
+        log_operation(logging.ERROR, f"model failed to load: {error.code}: {error.message}", "model_load_failed",
+                      error=error.as_dict(), gpu=gpu, settings=non_defaults())
     finally:
         _ready.set()
 
@@ -102,3 +113,15 @@ def engine():
         error = _state["error"]
         raise BucketeyeError("model_error", error.message if error else "the model is not loaded", retryable=True)
     return _state["engine"]
+
+
+def stats() -> dict:
+    """This worker process's counters (each process has its own model and batcher): what
+    a benchmark reads to see batch sizes, and that nothing compiled after ready."""
+    engine = _state["engine"]
+    if engine is None:
+        return {"worker": os.getpid()}
+    counts = {name: {str(size): n for size, n in by_size.items()}
+              for name, by_size in engine.batcher.size_counts().items()}
+    return {"worker": os.getpid(), "device": engine.model.runtime.device, "compiles": engine.model.runtime.compiles,
+            **counts}

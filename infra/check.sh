@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Offline checks of infra/: the Terraform tests (tests/infra, python-hcl2) and checkov.
+# Offline checks of infra/: every block against the providers' real schemas, the
+# Terraform tests (tests/infra, python-hcl2) and checkov.
 #
-#   infra/check.sh            # from anywhere; exits non-zero if either check fails
+#   infra/check.sh            # from anywhere; exits non-zero if any check fails
+#
+# The provider schemas come from cdktf's npm packages (infra/tools/provider_schema.py
+# names them), fetched once with `npm pack` into the git-ignored .cache/provider-schemas;
+# later runs need no network. npm comes from Debian's package if it is missing.
 #
 # Each tool gets its own venv at the repo root, built from its pinned requirements file
 # (python-hcl2 and checkov both install a package named `hcl2`, so they cannot share one):
@@ -36,10 +41,22 @@ ensure_venv() {
     printf '%s\n' "$want" > "$stamp"
 }
 
+# ensure_npm: Debian's npm (and nodejs) when npm is missing; needs root or sudo.
+ensure_npm() {
+    command -v npm >/dev/null 2>&1 && return 0
+    local sudo=""
+    [[ "$(id -u)" == 0 ]] || sudo=sudo
+    log "installing Debian's npm"
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq npm >/dev/null
+}
+
 status=0
 started=$SECONDS
 
 if ensure_venv .venv-infra infra/requirements-infra.txt; then
+    ensure_npm || log "npm is missing and could not be installed"
+    log "provider schema check (infra/tools/schema_check.py)"
+    .venv-infra/bin/python infra/tools/schema_check.py || status=1
     log "pytest tests/infra"
     # --noconftest and tests/infra/pytest.ini keep this venv independent of the main
     # test suite's conftest files and plugins.

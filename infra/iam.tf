@@ -1,5 +1,6 @@
 # Identities and every IAM grant, on the narrowest resource that works. The only
-# project-level grants are the two the Eventarc variant cannot do without.
+# project-level grants are the two the Eventarc variant cannot do without, and the build
+# account's log writing (build.tf), which exists at project level only.
 
 resource "google_service_account" "runtime" {
   project      = var.project_id
@@ -55,6 +56,18 @@ resource "google_cloud_run_v2_service_iam_member" "http_invokers" {
   member   = each.value
 }
 
+# BigQuery creates the connection's service account with the connection, but IAM may not
+# know it for a minute or so: granting it at once can fail with "does not exist".
+resource "time_sleep" "sql_connection_account" {
+  count = local.use_remote_function ? 1 : 0
+
+  create_duration = "60s"
+
+  triggers = {
+    account = google_bigquery_connection.sql[0].cloud_resource[0].service_account_id
+  }
+}
+
 # BigQuery calls the service for the remote functions (remote_function.tf) with an identity
 # token of the connection's service account: the one grant it has on the service.
 resource "google_cloud_run_v2_service_iam_member" "sql_invoker" {
@@ -65,6 +78,8 @@ resource "google_cloud_run_v2_service_iam_member" "sql_invoker" {
   name     = google_cloud_run_v2_service.service.name
   role     = "roles/run.invoker"
   member   = "serviceAccount:${google_bigquery_connection.sql[0].cloud_resource[0].service_account_id}"
+
+  depends_on = [time_sleep.sql_connection_account]
 }
 
 # Pub/Sub mints the push OIDC tokens as the invoker account.
@@ -78,34 +93,20 @@ resource "google_service_account_iam_member" "pubsub_mints_invoker_tokens" {
 
 # To dead-letter, the Pub/Sub service agent publishes to the dead-letter topic and
 # acknowledges on the source subscription.
-resource "google_pubsub_topic_iam_member" "dlq_publisher_uploads" {
-  count = local.use_notification ? 1 : 0
+resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
+  for_each = local.deliveries
 
   project = var.project_id
-  topic   = google_pubsub_topic.uploads_dead_letter[0].name
+  topic   = each.value.dead_letter_topic_name
   role    = "roles/pubsub.publisher"
   member  = local.pubsub_service_agent
 }
 
-resource "google_pubsub_topic_iam_member" "dlq_publisher_requests" {
-  project = var.project_id
-  topic   = google_pubsub_topic.requests_dead_letter.name
-  role    = "roles/pubsub.publisher"
-  member  = local.pubsub_service_agent
-}
-
-resource "google_pubsub_subscription_iam_member" "dlq_subscriber_uploads" {
-  count = local.use_notification ? 1 : 0
+resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
+  for_each = local.deliveries
 
   project      = var.project_id
-  subscription = google_pubsub_subscription.uploads_push[0].name
-  role         = "roles/pubsub.subscriber"
-  member       = local.pubsub_service_agent
-}
-
-resource "google_pubsub_subscription_iam_member" "dlq_subscriber_requests" {
-  project      = var.project_id
-  subscription = google_pubsub_subscription.requests_push.name
+  subscription = google_pubsub_subscription.push[each.key].name
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_service_agent
 }
@@ -160,6 +161,8 @@ resource "google_storage_bucket_iam_member" "sql_lists_uploads" {
   bucket = google_storage_bucket.uploads.name
   role   = "roles/storage.objectViewer"
   member = "serviceAccount:${google_bigquery_connection.sql[0].cloud_resource[0].service_account_id}"
+
+  depends_on = [time_sleep.sql_connection_account]
 }
 
 # ---------------------------------------------------------------- log sink writer

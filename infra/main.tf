@@ -1,8 +1,9 @@
 # bucketeye: serverless image classification on Cloud Run (GPU).
 #
 # Files by concern:
-#   apis.tf        required Google APIs
+#   apis.tf        required Google APIs and the Pub/Sub service agent
 #   registry.tf    Artifact Registry repository for the container image
+#   build.tf       Cloud Build's own service account and source bucket
 #   iam.tf         service accounts and every IAM grant (resource-level where possible)
 #   storage.tf     uploads bucket and its Pub/Sub notification
 #   pubsub.tf      topics, push subscriptions, dead-letter topics
@@ -13,14 +14,16 @@
 #   monitoring.tf  alert policies
 #   remote_function.tf  classify from SQL: BigQuery remote functions and an object table
 #                       over the uploads bucket (enable_remote_function)
+#   moved.tf       old addresses of resources now written with for_each
 
 provider "google" {
   project = var.project_id
   region  = var.region
 }
 
-data "google_project" "this" {
-  project_id = var.project_id
+provider "google-beta" {
+  project = var.project_id
+  region  = var.region
 }
 
 # The Cloud Storage service agent publishes bucket notifications.
@@ -44,7 +47,7 @@ locals {
   use_notification = var.upload_trigger == "notification"
   use_eventarc     = var.upload_trigger == "eventarc"
 
-  pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  pubsub_service_agent = google_project_service_identity.pubsub.member
   gcs_service_agent    = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
 
   # Log entries the sink exports and the metrics count: the service's stdout, result

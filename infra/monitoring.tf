@@ -2,11 +2,17 @@ locals {
   results_metric_type = "logging.googleapis.com/user/${google_logging_metric.results.name}"
 
   # Dead-letter subscriptions that exist in this configuration, by what they hold.
-  dead_letter_subscriptions = {
-    for name, subscription in {
-      requests = google_pubsub_subscription.requests_dead_letter.name
-      uploads  = one(google_pubsub_subscription.uploads_dead_letter[*].name)
-    } : name => subscription if subscription != null
+  dead_letter_subscriptions = { for source, subscription in google_pubsub_subscription.dead_letter : source => subscription.name }
+}
+
+# A new log-based metric takes minutes to become usable in alert policies: created right
+# after it, the policy fails the first apply ("Cannot find metric(s) that match type").
+# Wait here instead of asking for a second apply; a replaced metric waits again.
+resource "time_sleep" "metrics_visible" {
+  create_duration = "180s"
+
+  triggers = {
+    results = google_logging_metric.results.id
   }
 }
 
@@ -61,6 +67,8 @@ resource "google_monitoring_alert_policy" "error_ratio" {
   alert_strategy {
     auto_close = "3600s"
   }
+
+  depends_on = [time_sleep.metrics_visible]
 }
 
 # Anything in a dead-letter subscription is a message that failed transiently

@@ -124,8 +124,8 @@ output "example_queries" {
 
 locals {
   # Quoted names for the SQL below (null when enable_remote_function = false).
-  sql_classify       = local.use_remote_function ? "`${local.bq_prefix}.${google_bigquery_routine.classify[0].routine_id}`" : null
-  sql_classify_top_k = local.use_remote_function ? "`${local.bq_prefix}.${google_bigquery_routine.classify_top_k[0].routine_id}`" : null
+  sql_classify       = local.use_remote_function ? "`${local.bq_prefix}.${google_bigquery_routine.remote["classify"].routine_id}`" : null
+  sql_classify_top_k = local.use_remote_function ? "`${local.bq_prefix}.${google_bigquery_routine.remote["classify_top_k"].routine_id}`" : null
   sql_object_table   = local.use_remote_function ? "`${local.bq_prefix}.${google_bigquery_table.uploads_objects[0].table_id}`" : null
   sql_results        = "`${local.bq_prefix}.${google_bigquery_table.results.table_id}`"
 }
@@ -133,8 +133,8 @@ locals {
 output "remote_function" {
   description = "Classify from SQL (null when enable_remote_function = false): the remote functions and the object table (fully qualified), the connection, its service account and the endpoint BigQuery calls."
   value = local.use_remote_function ? {
-    classify        = "${local.bq_prefix}.${google_bigquery_routine.classify[0].routine_id}"
-    classify_top_k  = "${local.bq_prefix}.${google_bigquery_routine.classify_top_k[0].routine_id}"
+    classify        = "${local.bq_prefix}.${google_bigquery_routine.remote["classify"].routine_id}"
+    classify_top_k  = "${local.bq_prefix}.${google_bigquery_routine.remote["classify_top_k"].routine_id}"
     object_table    = "${local.bq_prefix}.${google_bigquery_table.uploads_objects[0].table_id}"
     connection      = google_bigquery_connection.sql[0].name
     service_account = google_bigquery_connection.sql[0].cloud_resource[0].service_account_id
@@ -187,4 +187,17 @@ output "remote_function_queries" {
       results = local.sql_results
     })
   } : null
+}
+
+output "build" {
+  description = "Cloud Build's service account and source bucket (build.tf)."
+  value = {
+    service_account = google_service_account.build.email
+    source_bucket   = google_storage_bucket.build_source.name
+  }
+}
+
+output "build_submit_command" {
+  description = "Builds and pushes the image as the build account; run it from the repository root with TAG set: eval \"$(terraform -chdir=infra output -raw build_submit_command)\"."
+  value       = "gcloud builds submit --config cloudbuild.yaml --project ${var.project_id} --service-account projects/${var.project_id}/serviceAccounts/${google_service_account.build.email} --gcs-source-staging-dir gs://${google_storage_bucket.build_source.name}/source --substitutions _REGION=${var.region},_REPOSITORY=${google_artifact_registry_repository.images.repository_id},_IMAGE=${var.image_name},_TAG=$TAG ."
 }

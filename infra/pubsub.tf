@@ -10,6 +10,26 @@
 
 locals {
   push_oidc_audience = google_cloud_run_v2_service.service.uri
+
+  # Each source topic: the service route our push subscription delivers to, and the
+  # dead-letter topic for what keeps failing there.
+  delivery_sources = {
+    uploads = {
+      topic                  = one(google_pubsub_topic.uploads[*].id)
+      route                  = "/events/storage"
+      dead_letter_topic_id   = one(google_pubsub_topic.uploads_dead_letter[*].id)
+      dead_letter_topic_name = one(google_pubsub_topic.uploads_dead_letter[*].name)
+    }
+    requests = {
+      topic                  = google_pubsub_topic.requests.id
+      route                  = "/events/pubsub"
+      dead_letter_topic_id   = google_pubsub_topic.requests_dead_letter.id
+      dead_letter_topic_name = google_pubsub_topic.requests_dead_letter.name
+    }
+  }
+
+  # The sources that exist: the uploads topics only with the bucket-notification path.
+  deliveries = { for source, delivery in local.delivery_sources : source => delivery if source != "uploads" || local.use_notification }
 }
 
 # ---------------------------------------------------------------- uploads (bucket notifications)
@@ -36,64 +56,6 @@ resource "google_pubsub_topic" "uploads_dead_letter" {
   depends_on = [google_project_service.apis]
 }
 
-resource "google_pubsub_subscription" "uploads_push" {
-  count = local.use_notification ? 1 : 0
-
-  project = var.project_id
-  name    = "${var.service_name}-uploads-push"
-  topic   = google_pubsub_topic.uploads[0].id
-  labels  = local.labels
-
-  ack_deadline_seconds       = var.request_timeout_seconds
-  message_retention_duration = "604800s"
-
-  push_config {
-    push_endpoint = "${google_cloud_run_v2_service.service.uri}/events/storage"
-
-    oidc_token {
-      service_account_email = google_service_account.invoker.email
-      audience              = local.push_oidc_audience
-    }
-  }
-
-  retry_policy {
-    minimum_backoff = "${var.retry_minimum_backoff_seconds}s"
-    maximum_backoff = "${var.retry_maximum_backoff_seconds}s"
-  }
-
-  dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.uploads_dead_letter[0].id
-    max_delivery_attempts = var.max_delivery_attempts
-  }
-
-  expiration_policy {
-    ttl = "" # never expires, however quiet the bucket
-  }
-
-  depends_on = [
-    google_cloud_run_v2_service_iam_member.push_invoker,
-    google_service_account_iam_member.pubsub_mints_invoker_tokens,
-    google_pubsub_topic_iam_member.dlq_publisher_uploads,
-  ]
-}
-
-resource "google_pubsub_subscription" "uploads_dead_letter" {
-  count = local.use_notification ? 1 : 0
-
-  project = var.project_id
-  name    = "${var.service_name}-uploads-dead-letter"
-  topic   = google_pubsub_topic.uploads_dead_letter[0].id
-  labels  = local.labels
-
-  message_retention_duration = "${var.dead_letter_retention_days * 86400}s"
-  retain_acked_messages      = false
-  ack_deadline_seconds       = 60
-
-  expiration_policy {
-    ttl = ""
-  }
-}
-
 # ---------------------------------------------------------------- requests (published work)
 
 resource "google_pubsub_topic" "requests" {
@@ -114,17 +76,21 @@ resource "google_pubsub_topic" "requests_dead_letter" {
   depends_on = [google_project_service.apis]
 }
 
-resource "google_pubsub_subscription" "requests_push" {
+# ---------------------------------------------------------------- delivery, per source topic
+
+resource "google_pubsub_subscription" "push" {
+  for_each = local.deliveries
+
   project = var.project_id
-  name    = "${var.service_name}-requests-push"
-  topic   = google_pubsub_topic.requests.id
+  name    = "${var.service_name}-${each.key}-push"
+  topic   = each.value.topic
   labels  = local.labels
 
   ack_deadline_seconds       = var.request_timeout_seconds
   message_retention_duration = "604800s"
 
   push_config {
-    push_endpoint = "${google_cloud_run_v2_service.service.uri}/events/pubsub"
+    push_endpoint = "${google_cloud_run_v2_service.service.uri}${each.value.route}"
 
     oidc_token {
       service_account_email = google_service_account.invoker.email
@@ -138,25 +104,29 @@ resource "google_pubsub_subscription" "requests_push" {
   }
 
   dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.requests_dead_letter.id
+    dead_letter_topic     = each.value.dead_letter_topic_id
     max_delivery_attempts = var.max_delivery_attempts
   }
 
   expiration_policy {
-    ttl = ""
+    ttl = "" # never expires, however quiet the source
   }
 
   depends_on = [
     google_cloud_run_v2_service_iam_member.push_invoker,
     google_service_account_iam_member.pubsub_mints_invoker_tokens,
-    google_pubsub_topic_iam_member.dlq_publisher_requests,
+    google_pubsub_topic_iam_member.dead_letter_publisher,
   ]
 }
 
-resource "google_pubsub_subscription" "requests_dead_letter" {
+# Parked messages wait here for inspection or replay (a topic without subscriptions
+# drops what is published to it).
+resource "google_pubsub_subscription" "dead_letter" {
+  for_each = local.deliveries
+
   project = var.project_id
-  name    = "${var.service_name}-requests-dead-letter"
-  topic   = google_pubsub_topic.requests_dead_letter.id
+  name    = "${var.service_name}-${each.key}-dead-letter"
+  topic   = each.value.dead_letter_topic_id
   labels  = local.labels
 
   message_retention_duration = "${var.dead_letter_retention_days * 86400}s"

@@ -63,20 +63,37 @@ resource "google_bigquery_connection" "sql" {
   depends_on = [google_project_service.apis]
 }
 
-# classify(uri STRING) -> JSON
-resource "google_bigquery_routine" "classify" {
-  count = local.use_remote_function ? 1 : 0
+# The remote functions, each with its arguments in order; all return JSON. Routines cannot
+# be overloaded, hence a second name for the two-argument form.
+locals {
+  remote_functions = {
+    classify = {
+      arguments   = [{ name = "uri", type = "STRING" }]
+      description = "Classifies the image at a gs:// URI with the ${var.service_name} service. Returns JSON {status, labels: [{label, label_id, score}], top_label, top_score, model_id, result_id}, or {status: \"error\", error: {code, message}} for an image that cannot be classified."
+    }
+    classify_top_k = {
+      arguments   = [{ name = "uri", type = "STRING" }, { name = "top_k", type = "INT64" }]
+      description = "Like classify(uri), keeping top_k (1 to 100) predictions; NULL top_k keeps the default (${var.top_k})."
+    }
+  }
+}
+
+resource "google_bigquery_routine" "remote" {
+  for_each = { for name, function in local.remote_functions : name => function if local.use_remote_function }
 
   project         = var.project_id
   dataset_id      = google_bigquery_dataset.results.dataset_id
-  routine_id      = "classify"
+  routine_id      = each.key
   routine_type    = "SCALAR_FUNCTION"
   definition_body = "" # a remote function has no body (and no language)
-  description     = "Classifies the image at a gs:// URI with the ${var.service_name} service. Returns JSON {status, labels: [{label, label_id, score}], top_label, top_score, model_id, result_id}, or {status: \"error\", error: {code, message}} for an image that cannot be classified."
+  description     = each.value.description
 
-  arguments {
-    name      = "uri"
-    data_type = jsonencode({ typeKind = "STRING" })
+  dynamic "arguments" {
+    for_each = each.value.arguments
+    content {
+      name      = arguments.value.name
+      data_type = jsonencode({ typeKind = arguments.value.type })
+    }
   }
 
   return_type = jsonencode({ typeKind = "JSON" })
@@ -89,40 +106,6 @@ resource "google_bigquery_routine" "classify" {
   }
 
   # Usable only once BigQuery may call the service.
-  depends_on = [google_cloud_run_v2_service_iam_member.sql_invoker]
-}
-
-# classify_top_k(uri STRING, top_k INT64) -> JSON. BigQuery routines cannot be overloaded,
-# hence a second name for the two-argument form.
-resource "google_bigquery_routine" "classify_top_k" {
-  count = local.use_remote_function ? 1 : 0
-
-  project         = var.project_id
-  dataset_id      = google_bigquery_dataset.results.dataset_id
-  routine_id      = "classify_top_k"
-  routine_type    = "SCALAR_FUNCTION"
-  definition_body = ""
-  description     = "Like classify(uri), keeping top_k (1 to 100) predictions; NULL top_k keeps the default (${var.top_k})."
-
-  arguments {
-    name      = "uri"
-    data_type = jsonencode({ typeKind = "STRING" })
-  }
-
-  arguments {
-    name      = "top_k"
-    data_type = jsonencode({ typeKind = "INT64" })
-  }
-
-  return_type = jsonencode({ typeKind = "JSON" })
-
-  remote_function_options {
-    endpoint             = local.remote_function_endpoint
-    connection           = google_bigquery_connection.sql[0].name
-    max_batching_rows    = tostring(var.remote_function_max_batching_rows)
-    user_defined_context = local.remote_function_context
-  }
-
   depends_on = [google_cloud_run_v2_service_iam_member.sql_invoker]
 }
 

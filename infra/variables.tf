@@ -17,8 +17,8 @@ variable "service_name" {
   default     = "bucketeye"
 
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{1,19}$", var.service_name))
-    error_message = "service_name: lowercase letters, digits and dashes, starting with a letter, 2 to 20 characters (service-account ids are built from it)."
+    condition     = can(regex("^[a-z][a-z0-9-]{0,18}[a-z0-9]$", var.service_name))
+    error_message = "service_name: lowercase letters, digits and dashes, starting with a letter and not ending with a dash (Cloud Run refuses that), 2 to 20 characters (service-account ids are built from it)."
   }
 }
 
@@ -80,7 +80,7 @@ variable "untagged_image_retention_days" {
 
 variable "image_pusher_members" {
   type        = list(string)
-  description = "Principals granted roles/artifactregistry.writer on the repository (e.g. the Cloud Build service account: serviceAccount:NUMBER-compute@developer.gserviceaccount.com or NUMBER@cloudbuild.gserviceaccount.com)."
+  description = "Principals besides the build account (build.tf, which has it already) granted roles/artifactregistry.writer on the repository, e.g. a CI system's service account."
   default     = []
 }
 
@@ -133,8 +133,13 @@ variable "min_instance_count" {
 
 variable "max_instance_count" {
   type        = number
-  description = "Most instances (GPUs). Bounded by the project's Cloud Run L4 GPU quota in the region."
-  default     = 3
+  description = "Most instances (GPUs). Must fit the project's Cloud Run L4 GPU quota in the region (the one matching gpu_zonal_redundancy_disabled; new projects have none until it is requested, docs/deploy.md step 0): creating the service fails otherwise. 1 fits a first grant; raise it once more quota is granted."
+  default     = 1
+
+  validation {
+    condition     = var.max_instance_count >= 1 && floor(var.max_instance_count) == var.max_instance_count
+    error_message = "max_instance_count must be a whole number >= 1 (and within the GPU quota)."
+  }
 }
 
 variable "request_timeout_seconds" {
@@ -216,7 +221,13 @@ variable "skip_prefixes" {
 
 variable "readable_buckets" {
   type        = list(string)
-  description = "Buckets besides the uploads bucket the service may read (roles/storage.objectViewer, and added to ALLOWED_BUCKETS), e.g. a model bucket or buckets named in Pub/Sub requests."
+  description = "Buckets besides the uploads bucket the service may read (roles/storage.objectViewer, and added to ALLOWED_BUCKETS), e.g. a model bucket. For callers to name their objects in requests, list them in request_buckets too."
+  default     = []
+}
+
+variable "request_buckets" {
+  type        = list(string)
+  description = "REQUEST_BUCKETS: buckets besides the uploads bucket whose objects callers may name in HTTP, Pub/Sub and BigQuery requests. Each must also be in readable_buckets. The model's bucket is never read for a request."
   default     = []
 }
 
@@ -326,6 +337,11 @@ variable "dataset_id" {
   type        = string
   description = "BigQuery dataset receiving the results (log sink) and holding the views."
   default     = "bucketeye"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_]{1,1024}$", var.dataset_id))
+    error_message = "dataset_id: letters, digits and underscores only (BigQuery allows no dashes), at most 1024 characters."
+  }
 }
 
 variable "bigquery_location" {

@@ -11,12 +11,18 @@ which beats one copy spreading each image over every core (its threads wait for 
 other at every layer, and decode threads interrupt them); a lone image, with no other
 lane busy and nothing queued, still runs on the every-core model for the lowest
 latency.
+
+A compiled model builds one program per batch shape. Given allowed sizes (as TF
+Serving's allowed_batch_sizes), the batcher pads every batch up to the next of them,
+so the model only ever sees shapes that were compiled and warmed before ready.
 """
 from __future__ import annotations
 
+import bisect
 import queue
 import threading
 import time
+from collections import Counter
 from concurrent.futures import Future
 from typing import Callable, Sequence
 
@@ -31,9 +37,10 @@ RunBatch = Callable[[np.ndarray], dict[str, np.ndarray]]
 
 class Batcher:
     def __init__(self, run_batch: RunBatch, *, max_size: int, max_delay_s: float, queue_size: int,
-                 lanes: Sequence[RunBatch] = ()):
+                 lanes: Sequence[RunBatch] = (), allowed_sizes: Sequence[int] = ()):
         self._run_batch = run_batch
-        self._max_size = max(1, max_size)
+        self._allowed_sizes = sorted(set(allowed_sizes))
+        self._max_size = max(1, max(self._allowed_sizes, default=max_size))
         self._max_delay_s = max(0.0, max_delay_s)
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
         self._lock = threading.Lock()
@@ -42,6 +49,8 @@ class Batcher:
         self.batches_run = 0
         self.images_run = 0
         self.lone_runs = 0  # batches that ran on run_batch while lanes existed
+        self.batch_sizes = Counter()  # size the model ran (after padding) -> batches
+        self.images_per_batch = Counter()  # real images in a batch (before padding) -> batches
         runners = list(lanes) or [run_batch]
         self._threads = [threading.Thread(target=self._loop, args=(run,), name=f"bucketeye-batcher-{n}", daemon=True)
                          for n, run in enumerate(runners)]
@@ -57,6 +66,12 @@ class Batcher:
         except queue.Full:
             raise BucketeyeError("overloaded", "too many images are waiting for the model; retry later") from None
         return future
+
+    def size_counts(self) -> dict[str, dict[int, int]]:
+        """Batches run by size after padding, and by real images in them (a copy)."""
+        with self._lock:
+            return {"batch_sizes": dict(sorted(self.batch_sizes.items())),
+                    "images_per_batch": dict(sorted(self.images_per_batch.items()))}
 
     def close(self) -> None:
         self._queue.put(_STOP)  # each thread passes it on to the next
@@ -103,7 +118,7 @@ class Batcher:
     def _run(self, items: list, run_batch: RunBatch) -> None:
         start = time.perf_counter()
         try:
-            batch = np.stack([array for array, _, _ in items])
+            batch = pad_batch(np.stack([array for array, _, _ in items]), self._allowed_sizes)
             outputs = run_batch(batch)
         except BucketeyeError as exc:
             for _, future, _ in items:
@@ -118,6 +133,18 @@ class Batcher:
         with self._lock:
             self.batches_run += 1
             self.images_run += len(items)
+            self.batch_sizes[len(batch)] += 1
+            self.images_per_batch[len(items)] += 1
         for i, (_, future, queued_at) in enumerate(items):
             row = {name: value[i] for name, value in outputs.items()}
             future.set_result((row, (start - queued_at) * 1000.0, inference_ms))
+
+
+def pad_batch(batch: np.ndarray, allowed_sizes: Sequence[int]) -> np.ndarray:
+    """The batch with zero images appended up to the smallest allowed size that holds it
+    (unchanged without allowed sizes). The padding's outputs are never read."""
+    index = bisect.bisect_left(allowed_sizes, len(batch))
+    if index == len(allowed_sizes) or allowed_sizes[index] == len(batch):
+        return batch
+    padding = np.zeros((allowed_sizes[index] - len(batch), *batch.shape[1:]), batch.dtype)
+    return np.concatenate([batch, padding])

@@ -20,9 +20,12 @@ import numpy as np
 from shared import postprocess
 from shared.batching import Batcher
 from shared.config import Settings
-from shared.errors import BucketeyeError
-from shared.imaging import check_size, decode_image, draft_size
+from shared.errors import BucketeyeError, Skip
+from shared.imaging import (DecodedImage, PixelBudget, check_size, decode_image, default_pixel_budget, draft_size,
+                            sniff_format)
+from shared.models import byte_input
 from shared.models.loader import LoadedModel, load_model
+from shared.models.spec import ENCODED
 from shared.preprocess import preprocess
 from shared.refs import ImageRef
 from shared.results import ImageInfo, Result
@@ -34,19 +37,27 @@ class Engine:
         self.settings = settings
         self.model = model or load_model(settings)
         runtime = self.model.runtime
+        # A batching model sees only the allowed batch sizes, each built and warmed here,
+        # before the service says it is ready: no request ever waits on a compile.
         # A runtime that runs one image per call takes one image at a time: waiting for a
         # fuller batch would only add latency, and free lanes should get the next images.
+        self.batch_sizes = settings.allowed_batch_sizes if runtime.batchable else (1,)
+        runtime.warm_up(self.batch_sizes)
         self.batcher = Batcher(runtime.run, lanes=[copy.run for copy in runtime.single_core_copies(settings.cpu_threads)],
-                               max_size=settings.batch_max_size if runtime.batchable else 1,
+                               max_size=max(self.batch_sizes),
+                               # Padding is for programs built per batch shape; other batches run as they come.
+                               allowed_sizes=self.batch_sizes if runtime.batchable and runtime.builds_programs else (),
                                max_delay_s=settings.batch_max_delay_ms / 1000.0,
                                queue_size=settings.batch_queue_size)
         # One per core: on the CPU path, more threads preempt XNNPACK's inference threads
         # mid-layer and throughput falls (measured: bench/). On a GPU, raise DECODE_WORKERS.
         workers = settings.decode_workers or os.cpu_count() or 1
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bucketeye-decode")
+        self._pixels = PixelBudget(settings.decode_pixel_budget or default_pixel_budget(settings.max_image_pixels))
         spec = self.model.spec
         crop = spec.crop_fraction if spec.resize_mode == "crop" else 1.0
-        self._draft = draft_size((spec.width, spec.height), crop)
+        # A model that decodes the bytes itself needs our decode only to validate them: the smallest will do.
+        self._draft = (1, 1) if spec.encoding == ENCODED else draft_size((spec.width, spec.height), crop)
 
     def close(self) -> None:
         self.batcher.close()
@@ -81,10 +92,17 @@ class Engine:
             data = self._fetch(ref, result)
             fetched = time.perf_counter()
             result.timings_ms["fetch"] = (fetched - started) * 1000.0
+            if ref.only_images and sniff_format(data) is None:
+                result.skip = Skip("not_an_image", "the bytes are not an image (no JPEG, PNG, GIF, BMP, TIFF or "
+                                   "WebP signature)")
+                return result, None, started
             decoded = decode_image(data, max_bytes=self.settings.max_image_bytes,
-                                   max_pixels=self.settings.max_image_pixels, min_size=self._draft)
-            result.image = ImageInfo(format=decoded.format, width=decoded.width, height=decoded.height)
-            array = preprocess(decoded.image, self.model.spec)
+                                   max_pixels=self.settings.max_image_pixels, min_size=self._draft, budget=self._pixels)
+            try:
+                result.image = ImageInfo(format=decoded.format, width=decoded.width, height=decoded.height)
+                array = self._model_input(decoded, data, result.ref)
+            finally:
+                decoded.release()  # the model's input is small: the decoded pixels are done with
             result.timings_ms["decode"] = (time.perf_counter() - fetched) * 1000.0
             return result, self.batcher.submit(array), started
         except BucketeyeError as exc:
@@ -95,14 +113,23 @@ class Engine:
             result.error = BucketeyeError("corrupt_image", f"decoding failed: {type(exc).__name__}")
         return result, None, started
 
+    def _model_input(self, decoded: DecodedImage, data: bytes, ref: ImageRef) -> np.ndarray:
+        """Our preprocessed pixels; or, for a model that decodes images itself, the validated bytes as sent."""
+        if self.model.spec.encoding == ENCODED:
+            byte_input.check_decodable(decoded.format)
+            return byte_input.model_input(data, ref.key)
+        return preprocess(decoded.image, self.model.spec)
+
     def _fetch(self, ref: ImageRef, result: Result) -> bytes:
         if ref.data is not None:
             data = ref.data
         elif ref.local_path:
             data = _read_local(ref.local_path, self.settings.max_image_bytes)
         elif ref.bucket and ref.object:
-            if not self.settings.bucket_allowed(ref.bucket):
-                raise BucketeyeError("forbidden_source", f"bucket {ref.bucket!r} is not on the allow-list (ALLOWED_BUCKETS)")
+            requested = ref.trigger != "storage"  # named by a caller, not an upload's own event
+            if not self.settings.bucket_allowed(ref.bucket, requested=requested):
+                setting = "REQUEST_BUCKETS" if requested else "ALLOWED_BUCKETS"
+                raise BucketeyeError("forbidden_source", f"bucket {ref.bucket!r} is not on the allow-list ({setting})")
             obj = fetch_object(ref.bucket, ref.object, generation=ref.generation, known_size=ref.size_bytes,
                                max_bytes=self.settings.max_image_bytes, timeout=self.settings.fetch_timeout_s)
             result.content_md5 = obj.md5_hash
@@ -134,6 +161,7 @@ class Engine:
 
     def _interpret(self, result: Result, row: dict[str, np.ndarray], k: int) -> None:
         model = self.model
+        byte_input.raise_row_error(row)
         if model.task == "detection":
             result.detections = postprocess.detections(row, model.labels, self.settings.score_threshold)
         else:

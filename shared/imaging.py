@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -32,6 +35,57 @@ class DecodedImage:
     format: str         # JPEG, PNG, ...
     width: int          # original size, after EXIF orientation
     height: int
+    release: Callable[[], None] = field(default=lambda: None, repr=False)  # hands its pixels back to the budget
+
+
+# Bytes a decode may hold per pixel at its peak (the decoded frame, an RGB copy, resize buffers),
+# and the share of the instance's memory all decodes together may use.
+BYTES_PER_DECODED_PIXEL = 10
+DECODE_MEMORY_SHARE = 0.25
+
+
+def memory_limit_bytes() -> int:
+    """The container's memory limit (cgroup v2, as on Cloud Run), else the machine's memory."""
+    try:
+        text = open("/sys/fs/cgroup/memory.max").read().strip()
+        if text.isdigit():
+            return int(text)
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def default_pixel_budget(max_pixels: int) -> int:
+    """A share of memory in pixels; never below one image of the largest size allowed."""
+    return max(max_pixels, int(memory_limit_bytes() * DECODE_MEMORY_SHARE / BYTES_PER_DECODED_PIXEL))
+
+
+class PixelBudget:
+    """How many pixels may be decoded at once in this process. A decode waits until its pixels
+    fit, so N decode threads meeting N huge images cannot together exhaust the memory; a lone
+    image always goes (a budget is never below the largest image allowed)."""
+
+    def __init__(self, pixels: int):
+        self.limit = pixels
+        self.in_use = 0
+        self.peak = 0
+        self._changed = threading.Condition()
+
+    def acquire(self, pixels: int) -> Callable[[], None]:
+        """Wait for room; returns the release function (safe to call more than once)."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.in_use == 0 or self.in_use + pixels <= self.limit)
+            self.in_use += pixels
+            self.peak = max(self.peak, self.in_use)
+        released = threading.Event()
+
+        def release() -> None:
+            with self._changed:
+                if not released.is_set():
+                    released.set()
+                    self.in_use -= pixels
+                    self._changed.notify_all()
+        return release
 
 
 def check_size(size: int, max_bytes: int) -> None:
@@ -42,9 +96,11 @@ def check_size(size: int, max_bytes: int) -> None:
 
 
 def decode_image(data: bytes, *, max_bytes: int, max_pixels: int,
-                 min_size: tuple[int, int] | None = None) -> DecodedImage:
+                 min_size: tuple[int, int] | None = None, budget: PixelBudget | None = None) -> DecodedImage:
     """Decode `data` to RGB. `min_size` lets JPEG decode at a reduced scale
-    that is still at least that large (width, height)."""
+    that is still at least that large (width, height). With a `budget`, the pixels to be
+    decoded are reserved before they are allocated; the caller calls .release() when done
+    with the image."""
     check_size(len(data), max_bytes)
     try:
         img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
@@ -65,6 +121,15 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int,
         # DCT scaling: decode at 1/2, 1/4 or 1/8 while staying >= min_size.
         side = max(min_size)
         img.draft("RGB", (side, side))
+    release = budget.acquire(img.size[0] * img.size[1]) if budget else (lambda: None)  # after draft: the real size
+    try:
+        return _load(img, fmt, width, height, release)
+    except BaseException:
+        release()
+        raise
+
+
+def _load(img: Image.Image, fmt: str, width: int, height: int, release) -> DecodedImage:
     try:
         img.load()
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
@@ -77,7 +142,7 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int,
     img = _apply_orientation(img, orientation)
     if img.size != loaded:  # turned by 90 degrees here (TIFF turns itself on load: its header size already is)
         width, height = height, width
-    return DecodedImage(image=to_rgb(img), format=fmt, width=width, height=height)
+    return DecodedImage(image=to_rgb(img), format=fmt, width=width, height=height, release=release)
 
 
 # Magic bytes of the allowed formats: data starting with one of these is one of our formats, damaged.
@@ -85,11 +150,27 @@ _SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"GIF87a": 
                b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"BM": "BMP"}
 
 
+# Content types that say nothing about the bytes (Cloud Storage records application/octet-stream
+# for an upload that gave none): such objects are identified by their first bytes instead.
+GENERIC_CONTENT_TYPES = ("", "application/octet-stream", "binary/octet-stream")
+SNIFF_BYTES = 12  # enough for every signature below (WebP's is at bytes 8-11)
+
+
+def is_generic_type(content_type: str | None) -> bool:
+    return (content_type or "").split(";")[0].strip().lower() in GENERIC_CONTENT_TYPES
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The allowed format whose magic number `head` starts with, or None: not an image we read."""
+    fmt = next((name for magic, name in _SIGNATURES.items() if head.startswith(magic)), None)
+    if fmt is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        fmt = "WEBP"
+    return fmt
+
+
 def _unidentified(data: bytes) -> BucketeyeError:
     """No decoder accepted the data: foreign data, a damaged header, or a variant Pillow cannot decode."""
-    fmt = next((name for magic, name in _SIGNATURES.items() if data.startswith(magic)), None)
-    if fmt is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        fmt = "WEBP"
+    fmt = sniff_format(data)
     if fmt is None:
         return BucketeyeError("unsupported_format", "not a supported image (JPEG, PNG, BMP, GIF, WebP, TIFF)")
     try:  # ask that format's decoder alone why it refused

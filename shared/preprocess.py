@@ -32,8 +32,10 @@ def _centre_box(src: tuple[int, int], dst: tuple[int, int], fraction: float) -> 
     dst_w, dst_h = dst
     scale = min(src_w / dst_w, src_h / dst_h) * fraction
     crop_w, crop_h = dst_w * scale, dst_h * scale
-    left, top = (src_w - crop_w) / 2, (src_h - crop_h) / 2
-    return (left, top, left + crop_w, top + crop_h)
+    # Clamped: dst * (src / dst) can round a hair past src (58x58 at 224 gave a -3.6e-15 offset),
+    # and Pillow refuses a box outside the image.
+    left, top = max(0.0, (src_w - crop_w) / 2), max(0.0, (src_h - crop_h) / 2)
+    return (left, top, min(float(src_w), left + crop_w), min(float(src_h), top + crop_h))
 
 
 def to_array(img: Image.Image, spec: InputSpec) -> np.ndarray:

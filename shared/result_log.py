@@ -1,6 +1,10 @@
 """Write each Result as one structured JSON line on stdout, the shape Cloud Logging
 ingests from Cloud Run: the record becomes jsonPayload, insertId is the result_id, and
-severity says ok (INFO), permanent error (WARNING) or transient error (ERROR)."""
+severity says ok or skipped (INFO), permanent error (WARNING) or transient error (ERROR).
+
+Operational lines (the model is ready, or failed to load) go through the same handler:
+structured, with a severity, a message and an `event` naming what happened, but without
+the `app` tag, so the results sink never exports them as rows."""
 from __future__ import annotations
 
 import json
@@ -14,6 +18,7 @@ from google.cloud.logging.handlers import StructuredLogHandler
 from shared.results import Result
 
 LOGGER_NAME = "bucketeye.results"
+OPERATIONS_LOGGER_NAME = "bucketeye"
 _INSERT_ID = "logging.googleapis.com/insertId"
 _setup_lock = threading.Lock()
 
@@ -43,10 +48,28 @@ def result_logger(stream=None) -> logging.Logger:
     return logger
 
 
+def operations_logger() -> logging.Logger:
+    """The process-wide logger for operational lines, writing through the results' handler."""
+    handler = result_logger().handlers[0]
+    logger = logging.getLogger(OPERATIONS_LOGGER_NAME)
+    with _setup_lock:
+        if handler not in logger.handlers:
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
+    return logger
+
+
+def log_operation(level: int, message: str, event: str, **facts) -> None:
+    """One operational line: `event` names what happened, `facts` are what an operator needs."""
+    fields = {"event": event, **facts}
+    operations_logger().log(level, message, extra={"json_fields": fields, "http_request": None})
+
+
 def severity(result: Result) -> int:
-    if result.ok:
+    if result.error is None:  # ok, or deliberately skipped
         return logging.INFO
-    return logging.ERROR if result.error.retryable else logging.WARNING
+    return result.error.severity
 
 
 def _writable(record: dict) -> dict:
@@ -67,6 +90,11 @@ def log_result(result: Result, *, logger: logging.Logger | None = None) -> dict:
     extra = {"json_fields": record, "insert_id": record["result_id"], "http_request": None}
     source = record["source"]
     name = source.get("uri") or source.get("key") or source.get("trigger")
-    message = f"{name}: {record['top_label']}" if result.ok else f"{name}: {result.error.code}"
+    if result.ok:
+        message = f"{name}: {record['top_label']}"
+    elif result.skip is not None:
+        message = f"{name}: skipped ({result.skip.code})"
+    else:
+        message = f"{name}: {result.error.code}"
     (logger or result_logger()).log(severity(result), message, extra=extra)
     return record

@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from shared import APP_NAME, SCHEMA_VERSION
-from shared.errors import BucketeyeError
+from shared.errors import BucketeyeError, Skip
 from shared.refs import ImageRef
 
 # Fixed set, so the exported timings_ms column never changes shape.
@@ -23,12 +23,19 @@ def source_identity(ref: ImageRef) -> str:
         return f"gs://{ref.bucket}/{ref.object}#{ref.generation}"
     if ref.data is not None:
         return "sha256:" + hashlib.sha256(ref.data).hexdigest()
-    return ref.uri
+    if ref.uri:
+        return ref.uri
+    # A message that names no image (unparseable, oversize): the event itself is the identity,
+    # so each bad message is its own row and its redelivery the same row.
+    return f"{ref.trigger}-event:{ref.event_id}"
 
 
-def make_result_id(ref: ImageRef, model_id: str) -> str:
-    """Deterministic id: redeliveries of one upload share it, so SQL can de-duplicate."""
-    digest = hashlib.sha256(f"{source_identity(ref)}|{model_id}".encode()).hexdigest()
+def make_result_id(ref: ImageRef, model_id: str, skipped: str = "") -> str:
+    """Deterministic id: redeliveries of one upload share it, so SQL can de-duplicate. A skipped
+    event has an id of its own (per reason), so it never competes with the image's result."""
+    identity = f"{source_identity(ref)}|{model_id}" + (f"|skipped:{skipped}" if skipped else "")
+    # surrogatepass: a lone surrogate in an event id (a JSON "\udc80" escape) must not raise
+    digest = hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
     return digest[:32]
 
 
@@ -64,14 +71,19 @@ class Result:
     error: BucketeyeError | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     content_md5: str = ""
+    skip: Skip | None = None  # deliberately not classified, and why
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        return self.error is None and self.skip is None
+
+    @property
+    def status(self) -> str:
+        return "error" if self.error is not None else "skipped" if self.skip is not None else "ok"
 
     @property
     def result_id(self) -> str:
-        return make_result_id(self.ref, self.model.get("id", ""))
+        return make_result_id(self.ref, self.model.get("id", ""), self.skip.identity if self.skip else "")
 
     def to_record(self) -> dict:
         ref = self.ref
@@ -81,7 +93,7 @@ class Result:
             "app": APP_NAME,
             "schema_version": SCHEMA_VERSION,
             "result_id": self.result_id,
-            "status": "ok" if self.ok else "error",
+            "status": self.status,
             "source": {
                 "trigger": ref.trigger,
                 "uri": ref.uri or None,
@@ -122,5 +134,6 @@ class Result:
                 name: round(float(self.timings_ms[name]), 3) if name in self.timings_ms else None
                 for name in TIMING_NAMES
             },
-            "error": self.error.as_dict() if self.error else None,
+            # a skipped record says why here, with the same shape (code, message, retryable)
+            "error": self.error.as_dict() if self.error else self.skip.as_dict() if self.skip else None,
         }

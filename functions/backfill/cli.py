@@ -16,6 +16,7 @@ from pathlib import Path
 
 from functions.cli_args import positive_int
 from functions.local.errors import EXIT_USAGE, LocalError
+from functions.routes import HEALTH_ROUTE
 
 DEFAULT_PER_MESSAGE = 50
 DEFAULT_TOPIC_NAME = "bucketeye-requests"   # Terraform: "${var.service_name}-requests"
@@ -83,7 +84,7 @@ def builtin_model_id() -> str:
 
 def _server_model_id(server_url: str) -> str | None:
     try:
-        with urllib.request.urlopen(f"{server_url}/healthz", timeout=5) as response:
+        with urllib.request.urlopen(f"{server_url}{HEALTH_ROUTE}", timeout=5) as response:
             return json.load(response)["model"]["id"]
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -1,21 +1,26 @@
 """Which listed objects already have a result for the model: asked of the `results`
 view, in chunks of URIs (BigQuery in the cloud, the local warehouse's DuckDB locally).
 
-Done means a result row for (uri, generation, model id) that is `ok` or a permanent
-error (a corrupt image stays corrupt); a transient error (retryable: the object could
-not be read, the model was not loaded) is not done, so its image is sent again. With
-redo_errors, every error result counts as not done. For --wait (which: "any"), any row
-counts: the image was classified, well or not.
+Done means a result row for (uri, generation, model id) that is `ok`, or an error no
+retry can change: one that depends only on the object's bytes (a corrupt image stays
+corrupt; shared/errors.py FINAL_CODES), or a `skipped` record saying its bytes are not an
+image. Any other error is not done and its image is sent again: a transient one (the
+object could not be read, the model was not loaded), a stale_event (the upload's event
+came too late, the image was never read), a forbidden_source (the allow-list may have
+changed). With redo_errors, every error result counts as not done. For --wait (which:
+"any"), any row counts: the image was classified, well or not.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from functions.local.errors import EXIT_USAGE, LocalError
+from shared.errors import FINAL_CODES
 
 CHUNK = 1000  # URIs per query
 
-DONE_FILTER = "(status = 'ok' OR NOT COALESCE(error_retryable, FALSE))"
+_FINAL = ", ".join(f"'{code}'" for code in (*FINAL_CODES, "not_an_image"))
+DONE_FILTER = f"(status = 'ok' OR error_code IN ({_FINAL}))"
 BIGQUERY_SQL = """SELECT DISTINCT uri, generation
 FROM `{results}`
 WHERE model_id = @model_id

@@ -1,9 +1,10 @@
 """Pages of a bucket listing, and which listed objects are images.
 
-An object is an image when its content type is image/*; when the content type says
+An object is an image when its content type is image/*. When the content type says
 nothing (missing, or the generic application/octet-stream Cloud Storage records for an
-upload that gave none), its file extension decides. Objects under SKIP_PREFIXES are
-never sent (the service would skip them too).
+upload that gave none), its first bytes decide, as in the service's storage trigger:
+they must start with an image format's magic number (shared/imaging.py). Objects under
+SKIP_PREFIXES are never sent (the service would skip them too).
 
 Listing resumes after a given object name (the JSON API's startOffset is inclusive, so
 that name itself is dropped): names are listed in lexicographic order, so "after the
@@ -15,9 +16,8 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from functions.cli_args import IMAGE_SUFFIXES
+from shared.imaging import SNIFF_BYTES, is_generic_type, sniff_format
 
-UNKNOWN_TYPES = {"", "application/octet-stream", "binary/octet-stream"}
 # The listing's fields: what the filter and the checks need, not the whole object resource.
 FIELDS = "items(name,generation,contentType,size),nextPageToken"
 
@@ -37,14 +37,33 @@ class Page:
 
 
 def is_image(obj: ListedObject, skip_prefixes=()) -> bool:
+    """An image by its metadata, or a candidate whose bytes must decide (needs_sniff)."""
     if any(obj.name.startswith(prefix) for prefix in skip_prefixes):
         return False
-    kind = (obj.content_type or "").split(";")[0].strip().lower()
-    if kind.startswith("image/"):
-        return True
-    if kind in UNKNOWN_TYPES:
-        return os.path.splitext(obj.name)[1].lower() in IMAGE_SUFFIXES
-    return False
+    return needs_sniff(obj) or obj.content_type.split(";")[0].strip().lower().startswith("image/")
+
+
+def needs_sniff(obj: ListedObject) -> bool:
+    return is_generic_type(obj.content_type)
+
+
+def bytes_are_image(client, bucket: str, obj: ListedObject) -> bool:
+    """Read the object's first bytes (one small ranged read) and check for an image signature."""
+    from google.api_core import exceptions as gexc
+    if obj.size == 0:
+        return False
+    blob = client.bucket(bucket).blob(obj.name, generation=int(obj.generation) if obj.generation else None)
+    try:
+        head = blob.download_as_bytes(start=0, end=SNIFF_BYTES - 1, timeout=60)
+    except gexc.NotFound:  # deleted since it was listed: nothing to classify
+        return False
+    return sniff_format(head) is not None
+
+
+def images_of(client, bucket: str, objects: list[ListedObject], skip_prefixes=()) -> list[ListedObject]:
+    """The listed objects that are images, generic-typed ones identified by their bytes."""
+    return [obj for obj in objects if is_image(obj, skip_prefixes)
+            and (not needs_sniff(obj) or bytes_are_image(client, bucket, obj))]
 
 
 def storage_client(endpoint: str | None = None):
@@ -73,7 +92,8 @@ def list_pages(client, bucket: str, prefix: str = "", *, after: str = "", page_s
 
 def count_objects(client, bucket: str, prefix: str = "", *, after: str = "", skip_prefixes=(),
                   on_page=lambda listed, images: None, stop=None) -> tuple[int, int]:
-    """A quick count (names and content types only) for the progress bar's total and ETA."""
+    """A quick count (names and content types only) for the progress bar's total and ETA: objects
+    of a generic type count as images here, their bytes are read only when their page is sent."""
     listed = images = 0
     for page in list_pages(client, bucket, prefix, after=after, fields="items(name,contentType),nextPageToken"):
         listed += len(page.objects)

@@ -60,7 +60,7 @@ def run(plan: Plan, *, storage, results, publisher, checkpoints: CheckpointFile,
     for page in listing.list_pages(storage, target.bucket, target.prefix, after=checkpoint.after,
                                    page_size=plan.page_size):
         counts = Counts(listed=len(page.objects))
-        images = [obj for obj in page.objects if listing.is_image(obj, plan.skip_prefixes)]
+        images = listing.images_of(storage, target.bucket, page.objects, plan.skip_prefixes)
         counts.images = len(images)
         pairs = [(target.uri(obj.name), obj.generation) for obj in images]
         done = results.done(plan.model_id, pairs) if pairs else set()

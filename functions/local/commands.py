@@ -226,11 +226,13 @@ def cmd_publish(args) -> int:
 def _print_query(sql: str, state, title: str | None = None) -> int:
     import duckdb
 
+    from functions.local.bq_sql import SqlTranslationError
     from functions.local.ui import console, table
     from functions.local.warehouse import Warehouse
     try:
-        columns, rows = Warehouse(state.warehouse).query(sql, prepare=_sql_functions(sql, state))
-    except duckdb.Error as exc:
+        columns, rows = Warehouse(state.warehouse).query(sql, prepare=_sql_functions(sql, state),
+                                                         dialect="bigquery")
+    except (duckdb.Error, SqlTranslationError) as exc:
         raise LocalError(f"SQL error: {exc}", EXIT_USAGE) from None
     console.print(table(columns, rows, title=title))
     console.print(f"{len(rows)} row{'s' if len(rows) != 1 else ''}", style="dim")

@@ -73,7 +73,7 @@ def run(state: StateDir, config: StackConfig, *, keep_running: bool) -> int:
             elapsed = time.monotonic() - t_upload
 
             sql = DEMO_SQL.format(prefix=prefix_uri)
-            columns, rows = warehouse.query(sql)
+            columns, rows = warehouse.query(sql, dialect="bigquery")
             ui.console.print()
             ui.console.print(ui.table(columns, rows, title=f"{len(rows)} photos, classified and queried"))
             ui.console.print(f"upload → notification → Pub/Sub emulator → push → classified → logged → row, "

@@ -45,7 +45,7 @@ class FunctionsServer:
         return self.process
 
     def wait_healthy(self, timeout_s: float = 600.0, on_wait=None) -> dict:
-        """Block until GET /healthz answers 200 (the model is loaded)."""
+        """Block until GET /health answers 200 (the model is loaded)."""
         deadline = time.monotonic() + timeout_s
         session = requests.Session()
         while time.monotonic() < deadline:

@@ -72,6 +72,7 @@ _FALLBACK_VIEWS = {
                jsonPayload.source.trigger AS trigger, jsonPayload.source.uri AS uri,
                jsonPayload.source.bucket AS bucket, jsonPayload.source.object AS object,
                jsonPayload.source.generation AS generation, jsonPayload.source.key AS key,
+               jsonPayload.source.event_id AS event_id,
                jsonPayload.model.id AS model_id, jsonPayload.top_label AS top_label,
                jsonPayload.top_score AS top_score, jsonPayload.predictions AS predictions,
                jsonPayload.timings_ms.total AS total_ms, jsonPayload.error.code AS error_code,
@@ -80,8 +81,9 @@ _FALLBACK_VIEWS = {
                CAST(jsonPayload.source.size_bytes AS BIGINT) AS size_bytes
         FROM {TABLE}
         WHERE jsonPayload.app = 'bucketeye' AND jsonPayload.result_id IS NOT NULL
-        QUALIFY ROW_NUMBER() OVER (PARTITION BY jsonPayload.result_id
-                                   ORDER BY timestamp DESC, receiveTimestamp DESC) = 1""",
+        QUALIFY ROW_NUMBER() OVER (PARTITION BY jsonPayload.result_id  -- infra/sql/results.sql's rule: ok wins
+                                   ORDER BY CASE WHEN jsonPayload.status = 'ok' THEN 0 ELSE 1 END,
+                                            timestamp DESC, receiveTimestamp DESC) = 1""",
     "predictions": """
         SELECT r.result_id, r.timestamp, r.uri, r.model_id, u.rank, u.p.label AS label,
                CAST(u.p.label_id AS BIGINT) AS label_id, u.p.score AS score
@@ -91,7 +93,7 @@ _FALLBACK_VIEWS = {
                (COUNT(DISTINCT uri) - 1) * MAX(size_bytes) AS wasted_bytes, MIN(timestamp) AS first_seen,
                MAX(timestamp) AS last_seen, LIST(DISTINCT uri ORDER BY uri) AS uris
         FROM results
-        WHERE content_md5 IS NOT NULL AND uri IS NOT NULL
+        WHERE content_md5 IS NOT NULL AND uri IS NOT NULL AND status != 'skipped'
         GROUP BY content_md5
         HAVING COUNT(DISTINCT uri) > 1""",
 }
@@ -248,19 +250,21 @@ class Warehouse:
                 con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
                 return
             log.info("infra/sql/%s.sql not found: using the built-in %s view", name, name)
-        except (duckdb.Error, KeyError) as exc:
+        except (duckdb.Error, KeyError, bq_sql.SqlTranslationError) as exc:
             log.warning("infra/sql/%s.sql does not run on DuckDB (%s): using the built-in %s view",
                         name, str(exc).splitlines()[0], name)
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {_FALLBACK_VIEWS[name]}")
 
     # -- reading --------------------------------------------------------------------------
-    def query(self, sql: str, params=None, *, timeout_s: float = 15.0, prepare=None) -> tuple[list[str], list[tuple]]:
-        """Run one read-only statement (BigQuery spellings accepted); (column names, rows).
-        `prepare(con)` may add temporary tables and functions first."""
+    def query(self, sql: str, params=None, *, timeout_s: float = 15.0, prepare=None,
+              dialect: str = "duckdb") -> tuple[list[str], list[tuple]]:
+        """Run one read-only statement; (column names, rows). The project's own SQL is
+        DuckDB's; a user's SQL (dialect="bigquery") is translated first, so the same query
+        runs here and in BigQuery. `prepare(con)` may add temporary tables and functions."""
         with self.connect(read_only=True, timeout_s=timeout_s) as con:
             if prepare is not None:
                 prepare(con)
-            cursor = con.execute(bq_sql.to_duckdb(sql), params)
+            cursor = con.execute(bq_sql.to_duckdb(sql) if dialect == "bigquery" else sql, params)
             if cursor.description is None:
                 return [], []
             return [d[0] for d in cursor.description], cursor.fetchall()

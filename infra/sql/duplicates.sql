@@ -16,6 +16,7 @@ SELECT
 FROM ${results}
 WHERE content_md5 IS NOT NULL
   AND uri IS NOT NULL
+  AND status != 'skipped'  -- a delete event or a non-image is no stored image
 GROUP BY content_md5
 HAVING COUNT(DISTINCT uri) > 1
 ORDER BY wasted_bytes DESC, copies DESC, content_md5

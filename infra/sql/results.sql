@@ -1,8 +1,11 @@
--- bucketeye `results` view: one row per result_id, the latest one.
+-- bucketeye `results` view: one row per result_id.
 --
 -- The same image can be logged more than once (Pub/Sub redelivers at least once, a
 -- transient error is retried, and the Logging export does not de-duplicate). Rows of
--- one image and model share jsonPayload.result_id; the newest by timestamp wins.
+-- one image and model share jsonPayload.result_id. Which row wins: an `ok` row, the
+-- newest if there are several; with no `ok` row, the newest row. So a late redelivery
+-- that ends in an error (stale_event, not_found after a delete) never hides a result.
+-- A `skipped` record has a result_id of its own and never competes with these.
 --
 -- Template variable (Terraform templatefile()): source = the log sink's table, quoted
 -- for the engine (BigQuery: `project.dataset.run_googleapis_com_stdout`). The SQL also
@@ -50,5 +53,6 @@ WHERE jsonPayload.app = 'bucketeye'
   AND jsonPayload.result_id IS NOT NULL
 QUALIFY ROW_NUMBER() OVER (
   PARTITION BY jsonPayload.result_id
-  ORDER BY timestamp DESC, receiveTimestamp DESC
+  ORDER BY CASE WHEN jsonPayload.status = 'ok' THEN 0 ELSE 1 END,
+    timestamp DESC, receiveTimestamp DESC
 ) = 1

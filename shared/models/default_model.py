@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.models.build_log import Say, native_logs_to
+
 NAME = "efficientnet_lite0"
 VERSION = "1"
 DIR_NAME = f"{NAME}-v{VERSION}"
@@ -57,11 +59,18 @@ def ensure_default_model(cache_dir: str | Path) -> Path:
             return target
         tmp = Path(tempfile.mkdtemp(prefix=f".{DIR_NAME}.tmp-", dir=cache_dir))
         tmp.chmod(0o755)  # mkdtemp makes it private; the model is meant to be shared
+        log_path = cache_dir / f"{DIR_NAME}.build.log"
         try:
-            _build(tmp)
+            with native_logs_to(log_path) as say:
+                say(f"building the built-in model {NAME} once into {target} (TensorFlow's log: {log_path})")
+                _build(tmp, say)
+                say("built")
             if target.exists():  # incomplete, e.g. files deleted by hand: replace it whole
                 shutil.rmtree(target)
             os.rename(tmp, target)  # atomic: readers see all of it or nothing
+        except Exception as exc:
+            exc.add_note(f"TensorFlow's log of this build: {log_path}")
+            raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return target
@@ -92,7 +101,7 @@ def _probe_images(n: int) -> np.ndarray:
     return np.stack(images).round().astype(np.uint8)
 
 
-def _build(out: Path) -> None:
+def _build(out: Path, say: Say) -> None:
     import keras
     import tensorflow as tf
 
@@ -112,11 +121,13 @@ def _build(out: Path) -> None:
         input_signature=[spec],
     )
     archive.write_out(str(out / "saved_model"), verbose=False)
+    say("exported the SavedModel (the GPU path)")
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(out / "saved_model"), signature_keys=["serving_default"])
     # No optimizations: float32 weights, so TFLite scores match the SavedModel's.
     (out / "model.tflite").write_bytes(converter.convert())
     _check_tflite(out / "model.tflite", model)
+    say("converted to TFLite (the CPU path) and checked it against Keras")
 
     (out / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
     (out / "model.json").write_text(json.dumps(METADATA, indent=2) + "\n", encoding="utf-8")  # last: marks complete

@@ -15,17 +15,17 @@ from pathlib import Path
 
 from shared.config import Settings
 from shared.errors import BucketeyeError
-from shared.models import runtimes, spec as specs
+from shared.models import accelerator, byte_input, runtimes, spec as specs
 from shared.models.labels import Labels, find_labels
 from shared.postprocess import OUTPUT_KINDS, is_detection
 
-MODEL_FILE_SUFFIXES = (".tflite", ".keras", ".h5", ".onnx")
+MODEL_FILE_SUFFIXES = runtimes.file_suffixes()
 _SIDECARS = ("labels.txt", "model.json")
 
 
 @dataclass
 class LoadedModel:
-    runtime: runtimes.Runtime
+    runtime: runtimes.ModelRuntime
     spec: specs.InputSpec
     labels: Labels
     name: str
@@ -44,7 +44,7 @@ class LoadedModel:
     @property
     def scores_output(self) -> str:
         """The classification output: a [N, classes] tensor, preferring telling names."""
-        names = [o.name for o in self.runtime.outputs]
+        names = [o.name for o in self.runtime.outputs if o.dtype != byte_input.STRING]  # not an echoed key
         for preferred in ("probabilities", "probs", "scores", "logits", "predictions", "output_0"):
             if preferred in names:
                 return preferred
@@ -57,11 +57,16 @@ class LoadedModel:
             "inputs": [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype} for t in rt.inputs],
             "outputs": [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype} for t in rt.outputs],
             "labels": len(self.labels), "input_spec": self.spec.describe(),
-        }
+        } | ({"byte_input": rt.describe()} if isinstance(rt, byte_input.ByteInputRuntime) else {})
+
+
+NULL_MODEL_URI = "null:"  # the benchmark's null model (runtimes.NullRuntime)
 
 
 def load_model(settings: Settings, uri: str | None = None) -> LoadedModel:
     uri = settings.model_uri if uri is None else uri
+    if uri == NULL_MODEL_URI:
+        return null_model(settings)
     if not uri:
         from shared.models.default_model import ensure_default_model
         path = ensure_default_model(settings.model_cache_dir)
@@ -76,11 +81,15 @@ def load_model(settings: Settings, uri: str | None = None) -> LoadedModel:
 
 def open_model(path: Path, settings: Settings) -> LoadedModel:
     runtime, model_path = _open_runtime(path, settings)
+    accelerator.require_gpu_runtime(settings.accelerator, runtime.device)
     meta = _read_metadata(model_path)
-    spec = specs.spec_from_shape(runtime.input.shape, runtime.input.dtype)
-    spec = specs.apply_metadata(spec, meta)
-    spec = specs.apply_overrides(spec, resize_mode=settings.resize_mode, color_space=settings.color_space,
-                                 input_range=settings.input_range)
+    if isinstance(runtime, byte_input.ByteInputRuntime):
+        spec = specs.encoded_spec()  # resize, colour and range settings do not apply: the model decodes
+    else:
+        spec = specs.spec_from_shape(runtime.input.shape, runtime.input.dtype)
+        spec = specs.apply_metadata(spec, meta)
+        spec = specs.apply_overrides(spec, resize_mode=settings.resize_mode, color_space=settings.color_space,
+                                     input_range=settings.input_range)
     if (settings.output_kind or "auto").lower() not in OUTPUT_KINDS:  # a typo must not silently skip the softmax
         raise BucketeyeError("bad_message",
                              f"output kind {settings.output_kind!r} is not one of {', '.join(OUTPUT_KINDS)}")
@@ -91,13 +100,35 @@ def open_model(path: Path, settings: Settings) -> LoadedModel:
                        version=version, path=model_path, task=task)
 
 
-def _open_runtime(path: Path, settings: Settings) -> tuple[runtimes.Runtime, Path]:
+def null_model(settings: Settings) -> LoadedModel:
+    """The null model: the built-in model's input and labels, no computation."""
+    from shared.models.default_model import LABELS_SOURCE, METADATA
+    runtime = runtimes.NullRuntime()
+    accelerator.require_gpu_runtime(settings.accelerator, runtime.device)
+    spec = specs.apply_metadata(specs.spec_from_shape(runtime.input.shape, runtime.input.dtype), METADATA)
+    labels = Labels.from_text(LABELS_SOURCE.read_text(encoding="utf-8"))
+    return LoadedModel(runtime=runtime, spec=spec, labels=labels, name="null", version="0",
+                       path=Path(NULL_MODEL_URI), task="classification")
+
+
+def _open_runtime(path: Path, settings: Settings) -> tuple[runtimes.ModelRuntime, Path]:
+    runtime, model_path = _open_framework(path, settings)
+    if byte_input.takes_bytes(runtime):
+        if not isinstance(runtime, runtimes.SavedModelRuntime):
+            raise BucketeyeError("model_error", f"{model_path.name} takes encoded image bytes (a string input): "
+                                 "such models are served as a TensorFlow SavedModel", retryable=False)
+        runtime = byte_input.ByteInputRuntime(runtime)
+    return runtime, model_path
+
+
+def _open_framework(path: Path, settings: Settings) -> tuple[runtimes.ModelRuntime, Path]:
     threads = settings.cpu_threads
+    on_gpu = accelerator.choose(settings.accelerator, accelerator.gpu_name())
     if path.is_dir():
         tflite = path / "model.tflite"
         saved = path / "saved_model"
         # A bundle holding both (the built-in model): TFLite on CPU, the SavedModel on a GPU.
-        if tflite.is_file() and not (saved.is_dir() and gpu_available()):
+        if tflite.is_file() and not (saved.is_dir() and on_gpu):
             return runtimes.TFLiteRuntime(tflite, threads), path
         if (saved / "saved_model.pb").is_file():
             return runtimes.SavedModelRuntime(saved), path
@@ -106,23 +137,14 @@ def _open_runtime(path: Path, settings: Settings) -> tuple[runtimes.Runtime, Pat
         for suffix in MODEL_FILE_SUFFIXES:
             found = sorted(path.glob(f"*{suffix}"))
             if found:
-                return _open_runtime(found[0], settings)
+                return _open_framework(found[0], settings)
         raise BucketeyeError("model_error", f"{path} holds no SavedModel, .keras, .tflite or .onnx model",
                              retryable=False)
-    suffix = path.suffix.lower()
-    if suffix == ".tflite":
-        return runtimes.TFLiteRuntime(path, threads), path
-    if suffix in (".keras", ".h5"):
-        return runtimes.KerasRuntime(path), path
-    if suffix == ".onnx":
-        return runtimes.OnnxRuntime(path, threads), path
+    model_format = runtimes.format_of(path)
+    if model_format is not None:
+        return model_format.open(path, threads), path
     raise BucketeyeError("model_error", f"unknown model type {path.name!r}: use a SavedModel directory, "
                          ".keras, .tflite or .onnx", retryable=False)
-
-
-def gpu_available() -> bool:
-    """Cheap check that needs no framework import: an NVIDIA device node."""
-    return os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvidiactl")
 
 
 def _read_metadata(model_path: Path) -> dict:
@@ -149,6 +171,16 @@ def _digest(model_path: Path) -> str:
     return h.hexdigest()[:12]
 
 
+def _inside(folder: Path, rel: str, name: str) -> Path:
+    """folder/rel, refused when the object name would land outside folder: Cloud Storage names
+    may hold '..' segments or start with '/', and a model bucket is not to be trusted with paths."""
+    dest = folder / rel
+    if rel.startswith("/") or not dest.resolve().is_relative_to(folder.resolve()):
+        raise BucketeyeError("model_error", f"the model object {name[:200]!r} would be written outside the "
+                             "model cache folder; refusing to download it", retryable=False)
+    return dest
+
+
 def download_model(uri: str, cache: Path) -> Path:
     """Copy a gs:// model (a file plus its sidecars, or a whole prefix) into the cache once."""
     from shared.storage import list_objects, parse_gs_uri
@@ -172,7 +204,7 @@ def download_model(uri: str, cache: Path) -> Path:
             continue
         if is_file and not (rel in wanted or (rel.endswith(".pbtxt") and "/" not in rel)):
             continue
-        dest = (tmp if is_file else tmp / "model") / rel
+        dest = _inside(tmp if is_file else tmp / "model", rel, blob.name)
         dest.parent.mkdir(parents=True, exist_ok=True)
         blob.download_to_filename(str(dest))
         count += 1

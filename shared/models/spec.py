@@ -13,6 +13,7 @@ from shared.errors import BucketeyeError
 RESIZE_MODES = ("stretch", "crop", "pad")
 COLOR_SPACES = ("RGB", "HSV", "YIQ", "YUV", "GRAYSCALE")
 DEFAULT_SIZE = 224  # for models whose signature leaves height/width open
+PIXELS, ENCODED = "pixels", "encoded"  # what the model is fed: our decoded pixels, or the file's bytes
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,11 @@ class InputSpec:
     resize_mode: str = "stretch"
     crop_fraction: float = 1.0                     # share of the short side kept by "crop"
     layout: str = "NHWC"                           # or NCHW (common in ONNX)
+    encoding: str = PIXELS                         # ENCODED: the model decodes the bytes itself
 
     def describe(self) -> dict:
+        if self.encoding == ENCODED:
+            return {"encoding": ENCODED, "dtype": self.dtype}
         return {
             "height": self.height, "width": self.width, "channels": self.channels,
             "dtype": self.dtype, "range": list(self.value_range), "color_space": self.color_space,
@@ -59,6 +63,11 @@ def spec_from_shape(shape, dtype: str, layout: str | None = None) -> InputSpec:
         color_space="GRAYSCALE" if channels == 1 else "RGB",
         layout=layout,
     )
+
+
+def encoded_spec() -> InputSpec:
+    """A model fed the encoded file: no size, colour space or range of ours applies."""
+    return InputSpec(height=0, width=0, channels=0, dtype="string", encoding=ENCODED)
 
 
 def default_range(dtype: str) -> tuple[float, float]:

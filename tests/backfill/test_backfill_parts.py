@@ -19,7 +19,7 @@ from functions.local.errors import LocalError
     ("no-extension", "IMAGE/PNG; charset=binary", True),
     ("a.JPG", "application/octet-stream", True),      # what Cloud Storage records when none was given
     ("a.webp", "", True),
-    ("a.txt", "application/octet-stream", False),
+    ("a.txt", "application/octet-stream", True),     # generic: its bytes decide (listing.needs_sniff)
     ("a.jpg", "text/plain", False),                   # a content type that says otherwise wins
     ("a.json", "application/json", False),
     ("outputs/a.jpg", "image/jpeg", False),           # under SKIP_PREFIXES

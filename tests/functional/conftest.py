@@ -58,12 +58,14 @@ def b64(data: bytes) -> str:
 
 def check_result_line(line: dict) -> dict:
     """What every result line must be: tagged for the sink, insertId = result_id, severity
-    from the status (ok INFO, permanent error WARNING, retryable error ERROR)."""
+    from the status (ok and skipped INFO, permanent error WARNING, retryable error ERROR)."""
     assert line["app"] == "bucketeye", line
     assert line["logging.googleapis.com/insertId"] == line["result_id"], line
     assert len(line["result_id"]) == 32, line
     if line["status"] == "ok":
         assert line["error"] is None and line["severity"] == "INFO", line
+    elif line["status"] == "skipped":  # deliberately not classified: the reason rides in `error`
+        assert line["error"]["retryable"] is False and line["severity"] == "INFO", line
     else:
         assert line["status"] == "error", line
         assert line["severity"] == ("ERROR" if line["error"]["retryable"] else "WARNING"), line

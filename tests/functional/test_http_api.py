@@ -1,5 +1,5 @@
 """The HTTP API on the combined server (POST /) and the standalone on_http_request target:
-every body shape, every error status, request-size limits, the upload page, /healthz,
+every body shape, every error status, request-size limits, the upload page, /health (and the old /healthz),
 trace correlation, and what reaches the logs."""
 from __future__ import annotations
 
@@ -298,14 +298,23 @@ def test_event_routes_accept_post_only(server):
     assert response.headers["Allow"] == "POST"
 
 
-def test_healthz(server):
-    response = requests.get(server.url + "/healthz", timeout=10)
+@pytest.mark.parametrize("path", ["/health", "/healthz"])
+def test_health(server, path):
+    """/health is what the probes use; the old /healthz still answers the same locally."""
+    response = requests.get(server.url + path, timeout=10)
 
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ready"
     assert body["model"] == {"name": "efficientnet_lite0", "version": "1", "id": "efficientnet_lite0@1"}
     assert body["runtime"]
+
+
+def test_health_routes_do_not_end_in_z():
+    """Cloud Run reserves some paths ending in "z": the route the cloud probes must not."""
+    from functions.routes import HEALTH_ROUTE
+
+    assert not HEALTH_ROUTE.endswith("z")
 
 
 @pytest.mark.parametrize("header,value", [
@@ -335,7 +344,7 @@ def broken_model_server(start_server, tmp_path_factory):
 
 def test_failed_model_load_is_reported_and_work_is_redelivered(broken_model_server, events, gcs, images):
     server = broken_model_server
-    health = requests.get(server.url + "/healthz", timeout=10)
+    health = requests.get(server.url + "/health", timeout=10)
     assert health.status_code == 503
     assert health.json()["status"] == "failed" and health.json()["error"]["code"] in ("model_error", "not_found")
 

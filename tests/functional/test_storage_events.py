@@ -115,7 +115,7 @@ def test_notification_without_payload_names_the_object_by_attributes(server, gcs
     assert (line["source"]["object"], line["source"]["generation"]) == (resource["name"], resource["generation"])
 
 
-def test_non_finalize_events_need_no_work(server, gcs, images, events):
+def test_non_finalize_events_are_accounted_for_as_skipped(server, gcs, images, events):
     resource = gcs.upload(images.coffee)
     mark = server.log.mark()
 
@@ -124,7 +124,10 @@ def test_non_finalize_events_need_no_work(server, gcs, images, events):
 
     assert (deleted.status_code, deleted.json()["results"]) == (200, [])
     assert (notified.status_code, notified.json()["results"]) == (200, [])
-    assert server.log.results(mark) == []
+    lines = server.log.wait_results(mark, 2)
+    assert [(line["status"], line["error"]["code"]) for line in lines] == [("skipped", "not_finalized")] * 2
+    assert lines[0]["result_id"] == lines[1]["result_id"]  # one delete, two carriers: one row
+    assert lines[0]["source"]["uri"] == f"gs://{ALLOWED_BUCKET}/{resource['name']}"
 
 
 # --- failures: acknowledged (200) with an error result, or redelivered (5xx) ----------------
@@ -227,10 +230,10 @@ def test_stale_event_is_dropped(server, gcs, images, events):
 
 
 @pytest.mark.parametrize("name,content_type,reason", [
-    ("notes/readme.txt", "text/plain", "not an image"),
-    (SKIP_PREFIX + "small.png", "image/png", "SKIP_PREFIXES"),
+    ("notes/readme.txt", "text/plain", "not_an_image"),
+    (SKIP_PREFIX + "small.png", "image/png", "skipped_prefix"),
 ])
-def test_skipped_objects_log_no_result(server, gcs, images, events, name, content_type, reason):
+def test_skipped_objects_log_a_skipped_record(server, gcs, images, events, name, content_type, reason):
     resource = gcs.upload(images.coffee, name=name.replace(".", f"-{new_id()}."), content_type=content_type)
     mark = server.log.mark()
 
@@ -240,8 +243,9 @@ def test_skipped_objects_log_no_result(server, gcs, images, events, name, conten
     body = response.json()
     assert body["results"] == []
     assert [item["uri"] for item in body["skipped"]] == [f"gs://{ALLOWED_BUCKET}/{resource['name']}"]
-    assert reason in body["skipped"][0]["reason"]
-    assert server.log.results(mark) == []
+    assert body["skipped"][0]["reason"] == reason
+    line = server.log.one_result(mark)
+    assert (line["status"], line["error"]["code"], line["timings_ms"]["fetch"]) == ("skipped", reason, None)
 
 
 # --- redelivery ----------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""The upload page in real headless Chromium, driven over the DevTools protocol
-(tests/browser.py: a small WebSocket client, no extra Python packages)."""
+"""The upload page in real headless Chromium, driven through Selenium and chromedriver
+(tests/browser.py)."""
 from __future__ import annotations
 
 import io
@@ -8,15 +8,15 @@ import shutil
 import pytest
 from PIL import Image
 
-from tests.browser import CHROMIUM, Browser
+from tests.browser import Browser, missing
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    if not CHROMIUM.exists():
-        pytest.skip("chromium is missing: /usr/bin/chromium not found (`make browser` installs Debian's package)")
+    if missing():
+        pytest.skip(f"the browser is missing: {missing()}")
     browser = Browser(tmp_path_factory.mktemp("chromium") / "profile")
     yield browser.tab
     browser.close()  # the browser process ends its renderers and helpers

@@ -241,18 +241,27 @@ def test_every_variable_has_type_and_description(cfg):
         assert str(body.get("description", "")).strip(), f"var.{name} has no description"
 
 
-def test_provider_constraint_admits_6_28(cfg):
-    constraints = [
-        first(t["required_providers"])["google"]
-        for t in cfg.terraform
-        if "required_providers" in t
-    ]
-    assert len(constraints) == 1, "declare the google provider once (versions.tf)"
-    google = constraints[0]
-    assert google["source"] == "hashicorp/google"
-    version = google["version"]
-    assert _admits(version, (6, 28, 0)), f"{version!r} must admit 6.28"
-    assert not _admits(version, (6, 27, 99)), f"{version!r} must require at least 6.28 (GPU fields)"
+def test_provider_constraints_admit_the_checked_versions(cfg):
+    """versions.tf pins ranges that hold the provider versions the schema check ran against
+    (infra/tools/provider_schema.py), and no wider: a major version not checked is refused."""
+    sys.path.insert(0, str(INFRA / "tools"))
+    from provider_schema import PROVIDER_PACKAGES
+
+    required = {}
+    for block in cfg.terraform:
+        for providers in block.get("required_providers", []):
+            for name, spec in providers.items():
+                assert name not in required, f"declare the {name} provider once (versions.tf)"
+                required[name] = spec
+    assert "google" in required
+    for name, spec in required.items():
+        assert name in PROVIDER_PACKAGES, f"{name}: no schema package checks it (provider_schema.PROVIDER_PACKAGES)"
+        assert spec["source"] == f"hashicorp/{name}"
+        checked = tuple(int(x) for x in PROVIDER_PACKAGES[name][2].split("."))
+        assert _admits(spec["version"], checked), f"{name}: {spec['version']!r} must admit the checked {checked}"
+        assert not _admits(spec["version"], (checked[0] + 1, 0, 0)), f"{name}: {spec['version']!r} admits an unchecked major version"
+    google = required["google"]["version"]
+    assert not _admits(google, (6, 27, 99)), f"{google!r} must require at least 6.28 (GPU fields)"
 
 
 def _admits(constraint: str, version: tuple) -> bool:
@@ -286,6 +295,12 @@ def test_references_resolve(cfg):
     problems = []
     for path in TF_FILES:
         for where, value in walk_strings(parsed(path)):
+            if where[:1] == ("moved",) and where[-1] == "from":
+                # The old address of a moved resource: it must be gone from the config.
+                old = re.search(r"(google_[a-z0-9_]+)\.([a-z0-9_]+)", value)
+                if not old or (old.group(1), old.group(2)) in declared_resources:
+                    problems.append(f"{path.name}: moved from {value}, which is still declared")
+                continue
             for name in re.findall(r"\bvar\.(\w+)", value):
                 if name not in cfg.variables:
                     problems.append(f"{path.name}: var.{name} undeclared")
@@ -304,7 +319,8 @@ def test_references_resolve(cfg):
                     continue
                 if "depends_on" in where:
                     continue
-                if key in counted and not m.group(3):
+                iterated = value[max(0, m.start() - 3):m.start()] == "in "  # for x in google_y.z : ...
+                if key in counted and not m.group(3) and not iterated:
                     problems.append(f"{path.name}: {key[0]}.{key[1]} has count/for_each but is used unindexed")
                 if key not in counted and m.group(3):
                     problems.append(f"{path.name}: {key[0]}.{key[1]} is indexed but has no count/for_each")
@@ -346,6 +362,29 @@ def test_invoker_members_variable_refuses_public_principals(cfg):
     assert not re.search(pattern, "user:someone@example.com")
 
 
+def _validation_pattern(cfg, name: str) -> re.Pattern:
+    validation = first(cfg.variables[name]["validation"])
+    pattern = re.search(rf'can\(regex\("([^"]+)", var\.{name}\)\)', validation["condition"])
+    assert pattern, f"var.{name} should be validated with can(regex(...))"
+    return re.compile(pattern.group(1))
+
+
+@pytest.mark.parametrize("name,good,bad", [
+    # Cloud Run service names may not end in a dash; service-account ids (6-30 characters)
+    # are built as SERVICE-run / SERVICE-push / SERVICE-build.
+    ("service_name", ["bucketeye", "ab", "img-2", "a" * 20], ["bucketeye-", "Bucketeye", "1eye", "a", "a" * 21, "b_eye"]),
+    # BigQuery datasets: letters, digits and underscores.
+    ("dataset_id", ["bucketeye", "Bucket_Eye_2", "_results"], ["bucketeye-results", "bucket eye", "", "a.b"]),
+])
+def test_name_validations(cfg, name, good, bad):
+    pattern = _validation_pattern(cfg, name)
+    assert pattern.fullmatch(cfg.default(name))
+    for value in good:
+        assert pattern.search(value), f"var.{name} refuses {value!r}"
+    for value in bad:
+        assert not pattern.search(value), f"var.{name} lets {value!r} through"
+
+
 def test_cloud_run_invoker_iam_is_not_disabled(cfg):
     _, service = cfg.one("google_cloud_run_v2_service")
     assert service.get("invoker_iam_disabled") in (None, False)
@@ -358,11 +397,31 @@ def test_no_authoritative_iam(cfg):
     assert not authoritative, f"authoritative IAM would remove grants made elsewhere: {authoritative}"
 
 
-def test_project_level_grants_only_for_eventarc(cfg):
-    allowed = {"roles/eventarc.eventReceiver", "roles/pubsub.publisher"}
+def test_project_level_grants_only_where_no_resource_level_exists(cfg):
+    """The Eventarc variant's two roles, and the build account's log writing."""
+    eventarc = {"roles/eventarc.eventReceiver", "roles/pubsub.publisher"}
     for name, body in cfg.of_type("google_project_iam_member").items():
-        assert body["role"] in allowed, f"project-level {body['role']} ({name}); grant it on the resource"
+        if body["member"] == "${local.build_member}":
+            assert body["role"] == "roles/logging.logWriter", f"the build account's only project role is log writing ({name})"
+            continue
+        assert body["role"] in eventarc, f"project-level {body['role']} ({name}); grant it on the resource"
         assert "use_eventarc" in str(body.get("count", "")), f"{name} must exist only with the Eventarc variant"
+
+
+def test_build_account_has_exactly_what_a_build_needs(cfg):
+    assert cfg.locals["build_member"] == "${google_service_account.build.member}"
+    grants = sorted(
+        (rtype, body["role"])
+        for rtype, instances in cfg.resources.items() if rtype.endswith("_iam_member")
+        for body in instances.values() if body.get("member") == "${local.build_member}"
+    )
+    assert grants == [
+        ("google_artifact_registry_repository_iam_member", "roles/artifactregistry.writer"),
+        ("google_project_iam_member", "roles/logging.logWriter"),
+        ("google_storage_bucket_iam_member", "roles/storage.objectViewer"),
+    ]
+    # A build run as a chosen account must log to Cloud Logging only (or a bucket of its own).
+    assert re.search(r"^  logging: CLOUD_LOGGING_ONLY$", (REPO / "cloudbuild.yaml").read_text(), re.M)
 
 
 # ---------------------------------------------------------------- Cloud Run GPU service
@@ -411,6 +470,7 @@ def test_scaling_and_concurrency_are_variables(cfg, service):
 
 
 def test_startup_probe_uses_health_route(container):
+    assert not routes()["HEALTH_ROUTE"].endswith("z"), "Cloud Run reserves some paths ending in z"
     probe = first(container["startup_probe"])
     assert first(probe["http_get"])["path"] == routes()["HEALTH_ROUTE"]
     if "liveness_probe" in container:
@@ -456,9 +516,10 @@ def test_allowed_buckets_is_the_uploads_bucket(cfg):
     readers = {n: b for n, b in grants.items() if b["role"] == "roles/storage.objectViewer"}
     runtime = {n: b for n, b in readers.items() if b["member"] == "${google_service_account.runtime.member}"}
     assert {b["bucket"] for b in runtime.values()} == {"${google_storage_bucket.uploads.name}", "${each.value}"}
-    # The only other reader is the SQL connection, for the object table over the uploads
-    # bucket (test_sql_connection_may_only_invoke_and_list_uploads).
-    others = {n: b for n, b in readers.items() if n not in runtime}
+    # The only other readers: the SQL connection, for the object table over the uploads
+    # bucket (test_sql_connection_may_only_invoke_and_list_uploads), and the build account,
+    # of its own source bucket (test_build_account_has_exactly_what_a_build_needs).
+    others = {n: b for n, b in readers.items() if n not in runtime and b["member"] != "${local.build_member}"}
     assert all(b["member"] == sql_connection_member(cfg) for b in others.values()), others
 
 
@@ -475,22 +536,32 @@ def _push_subscriptions(cfg):
     return {n: b for n, b in cfg.of_type("google_pubsub_subscription").items() if "push_config" in b}
 
 
+DELIVERIES = "${local.deliveries}"
+
+
+def delivery_sources(cfg) -> dict:
+    """local.delivery_sources: per source topic, its topic, route and dead-letter topic."""
+    sources = cfg.locals["delivery_sources"]
+    assert set(sources) == {"uploads", "requests"}
+    return sources
+
+
 def test_push_endpoints_end_with_served_routes(cfg):
     served = {routes()["STORAGE_ROUTE"], routes()["PUBSUB_ROUTE"], routes()["HTTP_ROUTE"]}
     pushes = _push_subscriptions(cfg)
-    assert pushes, "no push subscriptions"
-    for name, body in pushes.items():
-        endpoint = first(body["push_config"])["push_endpoint"]
-        assert "google_cloud_run_v2_service.service.uri" in endpoint, f"{name} must push to the service"
-        path = endpoint.split("}", 1)[1] if "}" in endpoint else endpoint
-        assert path in served, f"{name} pushes to {path!r}, which the server does not serve ({sorted(served)})"
+    assert set(pushes) == {"push"}, "one push subscription resource, an instance per source"
+    push = pushes["push"]
+    assert push["for_each"] == DELIVERIES
+    assert first(push["push_config"])["push_endpoint"] == "${google_cloud_run_v2_service.service.uri}${each.value.route}"
+    assert push["topic"] == "${each.value.topic}"
+    sources = delivery_sources(cfg)
+    for source, delivery in sources.items():
+        assert delivery["route"] in served, f"{source} pushes to {delivery['route']!r}, which the server does not serve"
     # Which route each source goes to.
-    topic_route = {
-        ref_name(b["topic"], "google_pubsub_topic"): first(b["push_config"])["push_endpoint"].split("}", 1)[1]
-        for b in pushes.values()
-    }
-    assert topic_route["uploads"] == routes()["STORAGE_ROUTE"]
-    assert topic_route["requests"] == routes()["PUBSUB_ROUTE"]
+    assert ref_name(sources["uploads"]["topic"], "google_pubsub_topic") == "uploads"
+    assert sources["uploads"]["route"] == routes()["STORAGE_ROUTE"]
+    assert ref_name(sources["requests"]["topic"], "google_pubsub_topic") == "requests"
+    assert sources["requests"]["route"] == routes()["PUBSUB_ROUTE"]
     for trigger in cfg.of_type("google_eventarc_trigger").values():
         run = first(first(trigger["destination"])["cloud_run_service"])
         assert run["path"] == routes()["STORAGE_ROUTE"]
@@ -518,41 +589,38 @@ def test_push_subscriptions_retry_and_dead_letter(cfg):
 
 
 def test_every_dead_letter_topic_has_a_subscription(cfg):
+    """Each source's push subscription dead-letters to its own topic, which has a pull
+    subscription, and a source exists exactly when its topics do."""
     topics = cfg.of_type("google_pubsub_topic")
     subscriptions = cfg.of_type("google_pubsub_subscription")
-    dead_letter_topics = {
-        ref_name(first(b["dead_letter_policy"])["dead_letter_topic"], "google_pubsub_topic")
-        for b in subscriptions.values() if "dead_letter_policy" in b
-    }
-    assert dead_letter_topics
-    for topic in dead_letter_topics:
-        readers = [
-            (n, b) for n, b in subscriptions.items()
-            if ref_name(b["topic"], "google_pubsub_topic") == topic
-        ]
-        assert readers, f"dead-letter topic {topic} has no subscription: its messages would be lost"
-        for n, b in readers:
-            assert b.get("count") == topics[topic].get("count"), f"{n} must exist whenever topic {topic} does"
+    assert set(subscriptions) == {"push", "dead_letter"}
+    push, parked = subscriptions["push"], subscriptions["dead_letter"]
+    assert push["for_each"] == parked["for_each"] == DELIVERIES
+    assert first(push["dead_letter_policy"])["dead_letter_topic"] == "${each.value.dead_letter_topic_id}"
+    assert parked["topic"] == "${each.value.dead_letter_topic_id}", "the dead-letter subscription reads the dead-letter topic"
+    for source, delivery in delivery_sources(cfg).items():
+        topic = ref_name(delivery["topic"], "google_pubsub_topic")
+        dead_letter = ref_name(delivery["dead_letter_topic_id"], "google_pubsub_topic")
+        assert dead_letter == ref_name(delivery["dead_letter_topic_name"], "google_pubsub_topic") == f"{topic}_dead_letter"
+        assert topics[topic].get("count") == topics[dead_letter].get("count"), f"{source}: its topics exist together"
+        if "count" in topics[topic]:
+            assert "local.use_notification" in topics[topic]["count"]
+    # local.deliveries keeps the uploads source exactly when its (counted) topics exist.
+    assert cfg.locals["deliveries"] == (
+        '${{for source, delivery in local.delivery_sources : source => delivery if source != "uploads" || local.use_notification}}'
+    )
 
 
 def test_pubsub_agent_can_dead_letter(cfg):
-    subscriptions = cfg.of_type("google_pubsub_subscription")
-    publishers = cfg.of_type("google_pubsub_topic_iam_member")
-    subscribers = cfg.of_type("google_pubsub_subscription_iam_member")
-    for name, body in subscriptions.items():
-        if "dead_letter_policy" not in body:
-            continue
-        topic = ref_name(first(body["dead_letter_policy"])["dead_letter_topic"], "google_pubsub_topic")
-        assert any(
-            b["role"] == "roles/pubsub.publisher" and "pubsub_service_agent" in b["member"]
-            and ref_name(b["topic"], "google_pubsub_topic") == topic
-            for b in publishers.values()
-        ), f"Pub/Sub service agent cannot publish to dead-letter topic {topic}"
-        assert any(
-            b["role"] == "roles/pubsub.subscriber" and "pubsub_service_agent" in b["member"]
-            and ref_name(b["subscription"], "google_pubsub_subscription") == name
-            for b in subscribers.values()
-        ), f"Pub/Sub service agent cannot acknowledge on {name}"
+    publisher = cfg.of_type("google_pubsub_topic_iam_member")["dead_letter_publisher"]
+    assert publisher["for_each"] == DELIVERIES
+    assert publisher["topic"] == "${each.value.dead_letter_topic_name}"
+    assert publisher["role"] == "roles/pubsub.publisher" and "pubsub_service_agent" in publisher["member"]
+    subscriber = cfg.of_type("google_pubsub_subscription_iam_member")["dead_letter_subscriber"]
+    assert subscriber["for_each"] == DELIVERIES
+    assert subscriber["subscription"] == "${google_pubsub_subscription.push[each.key].name}"
+    assert subscriber["role"] == "roles/pubsub.subscriber" and "pubsub_service_agent" in subscriber["member"]
+    assert "${google_pubsub_topic_iam_member.dead_letter_publisher}" in _push_subscriptions(cfg)["push"]["depends_on"]
 
 
 def test_local_stack_delivery_file_matches_the_deployed_topology(cfg):
@@ -600,8 +668,9 @@ def test_eventarc_variant_is_optional_and_documented(cfg):
     assert "use_notification" in str(notification.get("count")), "the two upload paths must not both run"
 
 
-def test_uploads_bucket_is_private(cfg):
-    _, bucket = cfg.one("google_storage_bucket")
+@pytest.mark.parametrize("name", ["uploads", "build_source"])
+def test_buckets_are_private(cfg, name):
+    bucket = cfg.of_type("google_storage_bucket")[name]
     assert bucket["uniform_bucket_level_access"] is True
     assert bucket["public_access_prevention"] == "enforced"
 
@@ -709,6 +778,41 @@ def test_log_metrics(cfg):
     assert "local.results_filter" in latency[0]["filter"]
 
 
+def test_alerts_on_log_based_metrics_wait_until_the_metric_is_usable(cfg):
+    """A new log-based metric is not usable in an alert policy for minutes: every policy
+    on one depends on a time_sleep that is re-run when that metric is replaced."""
+    sleeps = cfg.resources.get("time_sleep", {})
+    checked = 0
+    for name, policy in cfg.of_type("google_monitoring_alert_policy").items():
+        metrics = set(re.findall(r"google_logging_metric\.(\w+)", json.dumps(policy)))
+        if "local.results_metric_type" in json.dumps(policy):
+            metrics |= set(re.findall(r"google_logging_metric\.(\w+)", cfg.locals["results_metric_type"]))
+        if not metrics:
+            continue
+        checked += 1
+        waits = [ref_name(d, "time_sleep") for d in policy.get("depends_on", []) if "time_sleep." in d]
+        assert waits, f"alert policy {name} uses log-based metrics {sorted(metrics)} but waits for none"
+        triggered = {m for w in waits for m in re.findall(r"google_logging_metric\.(\w+)", json.dumps(sleeps[w]["triggers"]))}
+        assert metrics <= triggered, f"{name}: {sorted(metrics - triggered)} not among the sleep's triggers"
+        assert re.fullmatch(r"\d+s", sleeps[waits[0]]["create_duration"])
+    assert checked >= 1
+
+
+def test_grants_to_service_agents_wait_for_them(cfg):
+    """The Pub/Sub agent is created explicitly (grants reference it, so they follow it);
+    grants to the BigQuery connection's account wait until IAM knows it."""
+    assert cfg.locals["pubsub_service_agent"] == "${google_project_service_identity.pubsub.member}"
+    identity = cfg.of_type("google_project_service_identity")["pubsub"]
+    assert identity["service"] == "pubsub.googleapis.com" and identity["provider"].strip("${}") == "google-beta"
+    waiting = 0
+    for rtype, instances in cfg.resources.items():
+        for name, body in instances.items():
+            if rtype.endswith("_iam_member") and body.get("member") == sql_connection_member(cfg):
+                assert "${time_sleep.sql_connection_account}" in body.get("depends_on", []), f"{rtype}.{name} must wait"
+                waiting += 1
+    assert waiting == 2
+
+
 def test_alert_policies(cfg):
     policies = cfg.of_type("google_monitoring_alert_policy")
     filters = [
@@ -724,12 +828,9 @@ def test_alert_policies(cfg):
     assert "subscription/num_undelivered_messages" in threshold["filter"]
     assert dead_letter[0]["for_each"] == "${local.dead_letter_subscriptions}"
     # ...covering every dead-letter subscription.
-    covered = set(re.findall(r"google_pubsub_subscription\.(\w+)", cfg.locals["dead_letter_subscriptions"]))
-    dlq_subscriptions = {
-        n for n, b in cfg.of_type("google_pubsub_subscription").items()
-        if ref_name(b["topic"], "google_pubsub_topic").endswith("dead_letter")
-    }
-    assert covered == dlq_subscriptions
+    assert cfg.locals["dead_letter_subscriptions"] == (
+        "${{for source, subscription in google_pubsub_subscription.dead_letter : source => subscription.name}}"
+    )
 
 
 def test_outputs(cfg):
@@ -775,11 +876,14 @@ def test_remote_function_is_optional(cfg):
     assert cfg.default("enable_remote_function") is True
     assert cfg.locals["use_remote_function"] == "${var.enable_remote_function}"
     feature = [("google_bigquery_connection", n) for n in cfg.of_type("google_bigquery_connection")]
-    feature += [("google_bigquery_routine", n) for n in cfg.of_type("google_bigquery_routine")]
     feature += [("google_bigquery_table", "uploads_objects")]
     feature += [(t, n) for t, n, _ in _sql_connection_grants(cfg)]
     for rtype, name in feature:
         assert cfg.resources[rtype][name].get("count") == FEATURE_COUNT, f"{rtype}.{name} must exist only with enable_remote_function"
+    _, routines = cfg.one("google_bigquery_routine")
+    assert routines["for_each"] == (
+        "${{for name, function in local.remote_functions : name => function if local.use_remote_function}}"
+    ), "the routines must exist only with enable_remote_function"
     assert cfg.where[("google_bigquery_table", "uploads_objects")] == "remote_function.tf"
 
 
@@ -823,26 +927,33 @@ def test_run_invokers_are_the_push_account_the_listed_callers_and_the_sql_connec
 
 
 def test_remote_functions_call_the_served_http_route(cfg):
-    routines = cfg.of_type("google_bigquery_routine")
-    assert set(routines) == set(REMOTE_FUNCTIONS)
+    """One routine resource, one instance per local.remote_functions entry."""
+    functions = cfg.locals["remote_functions"]
+    assert set(functions) == set(REMOTE_FUNCTIONS)
+    for name, function in functions.items():
+        assert [(a["name"], a["type"]) for a in function["arguments"]] == REMOTE_FUNCTIONS[name]
     connection_name, _ = cfg.one("google_bigquery_connection")
-    for name, routine in routines.items():
-        assert routine["routine_id"] == name
-        assert routine["dataset_id"] == "${google_bigquery_dataset.results.dataset_id}"
-        assert routine["routine_type"] == "SCALAR_FUNCTION"
-        assert routine["definition_body"] == "" and not routine.get("language"), "a remote function has no body or language"
-        assert [(a["name"], _type_kind(a["data_type"])) for a in routine["arguments"]] == REMOTE_FUNCTIONS[name]
-        assert _type_kind(routine["return_type"]) == "JSON"
+    _, routine = cfg.one("google_bigquery_routine")
+    assert routine["routine_id"] == "${each.key}"
+    assert routine["dataset_id"] == "${google_bigquery_dataset.results.dataset_id}"
+    assert routine["routine_type"] == "SCALAR_FUNCTION"
+    assert routine["definition_body"] == "" and not routine.get("language"), "a remote function has no body or language"
+    (arguments,) = dynamic_blocks(routine, "arguments")
+    assert arguments["for_each"] == "${each.value.arguments}"
+    content = first(arguments["content"])
+    assert content["name"] == "${arguments.value.name}"
+    assert re.fullmatch(r"\$\{jsonencode\(\{\s*typeKind\s*=\s*arguments\.value\.type\s*\}\)\}", content["data_type"])
+    assert _type_kind(routine["return_type"]) == "JSON"
 
-        options = first(routine["remote_function_options"])
-        endpoint = _local_or_value(cfg, options["endpoint"])
-        service_uri = "${google_cloud_run_v2_service.service.uri}"
-        assert endpoint.startswith(service_uri), f"{name} must call the service"
-        assert endpoint[len(service_uri):] == routes()["HTTP_ROUTE"], f"{name} calls {endpoint!r}, not the HTTP route"
-        assert options["connection"] == f"${{google_bigquery_connection.{connection_name}[0].name}}"
-        assert options["max_batching_rows"] == "${tostring(var.remote_function_max_batching_rows)}"
-        assert _local_or_value(cfg, options["user_defined_context"]) == {"top_k": "${tostring(var.top_k)}"}
-        assert "google_cloud_run_v2_service_iam_member" in str(routine.get("depends_on")), f"{name}: create after the invoker grant"
+    options = first(routine["remote_function_options"])
+    endpoint = _local_or_value(cfg, options["endpoint"])
+    service_uri = "${google_cloud_run_v2_service.service.uri}"
+    assert endpoint.startswith(service_uri), "the remote functions must call the service"
+    assert endpoint[len(service_uri):] == routes()["HTTP_ROUTE"], f"they call {endpoint!r}, not the HTTP route"
+    assert options["connection"] == f"${{google_bigquery_connection.{connection_name}[0].name}}"
+    assert options["max_batching_rows"] == "${tostring(var.remote_function_max_batching_rows)}"
+    assert _local_or_value(cfg, options["user_defined_context"]) == {"top_k": "${tostring(var.top_k)}"}
+    assert "google_cloud_run_v2_service_iam_member" in str(routine.get("depends_on")), "create after the invoker grant"
 
     # The route's handler speaks the protocol, and accepts the default top_k sent in the context.
     handler = remote_function_handler()
@@ -1061,7 +1172,9 @@ def test_dockerfile_production_settings(cfg, name):
     users = re.findall(r"^USER\s+(\S+)", content, re.M)
     assert users and users[-1] not in ("root", "0"), "the service must run as a non-root user"
     env = _dockerfile_env(content)
-    assert env.get("WORKERS") == "1", "one process holds the model (and the GPU)"
+    # Server processes, each with its model and batcher: the GPU image one per vCPU (WORKERS=8
+    # for an L4 with 8 vCPUs), the CPU image one (its LiteRT lanes already use every core).
+    assert env.get("WORKERS") == ("8" if name == "Dockerfile" else "1")
     assert env.get("CLOUD_RUN_TIMEOUT_SECONDS") == "0"
     assert int(env["THREADS"]) >= cfg.default("concurrency"), "THREADS must cover the default concurrency"
     limit = re.search(r"var\.concurrency <= (\d+)", first(cfg.variables["concurrency"]["validation"])["condition"])
@@ -1087,6 +1200,20 @@ def test_cloudbuild_pushes_where_terraform_deploys_from(cfg):
     assert subs["_REGION"] == cfg.default("region")
     assert subs["_IMAGE_URI"] == "${_REGION}-docker.pkg.dev/${PROJECT_ID}/${_REPOSITORY}/${_IMAGE}"
     assert "${_IMAGE_URI}:${_TAG}" in content and "${_IMAGE_URI}:${BUILD_ID}" in content
+
+
+def test_cloudbuild_cache_is_a_fixed_tag_it_also_pushes():
+    """The layer cache is pulled by a tag that exists before the build (not the new _TAG or
+    BUILD_ID), and every build pushes that tag for the next one."""
+    content = (REPO / "cloudbuild.yaml").read_text()
+    subs = dict(re.findall(r"^  (_[A-Z_]+): (\S+)$", content, re.M))
+    pulled = re.search(r"docker pull (\S+?) ", content).group(1)
+    cache_from = re.search(r"--cache-from=(\S+)", content).group(1)
+    pushed = re.findall(r"^  - (\$\{_IMAGE_URI\}:\S+)$", content, re.M)
+    assert pulled == cache_from == "${_IMAGE_URI}:${_CACHE_TAG}"
+    assert subs["_CACHE_TAG"] not in ("", "${_TAG}") and "BUILD_ID" not in subs["_CACHE_TAG"]
+    assert cache_from in pushed
+    assert f"--tag={cache_from}" in content
 
 
 def test_dockerignore_keeps_the_context_small():

@@ -76,11 +76,11 @@ def test_the_readme_sql_and_the_views_run(sink, state):
     feed(sink, result_line("r1", "tabby"), result_line("r2", "tabby"), result_line("r3", "espresso", 0.9),
          result_line("r1", "tabby", 0.7))  # r1 again: a redelivery, logged twice
     wh = Warehouse(state.warehouse)
-    assert wh.query(README_SQL)[1] == [("tabby", 3), ("espresso", 1)]
+    assert wh.query(README_SQL, dialect="bigquery")[1] == [("tabby", 3), ("espresso", 1)]
     # the README's dedup query, BigQuery spelling and all
     columns, rows = wh.query("SELECT * FROM `PROJECT.bucketeye.run_googleapis_com_stdout` "
                              "WHERE jsonPayload.app = 'bucketeye' QUALIFY ROW_NUMBER() OVER "
-                             "(PARTITION BY jsonPayload.result_id ORDER BY timestamp DESC) = 1")
+                             "(PARTITION BY jsonPayload.result_id ORDER BY timestamp DESC) = 1", dialect="bigquery")
     assert len(rows) == 3 and "jsonPayload" in columns
     _, rows = wh.query("SELECT result_id, top_label, top_score, image_width, size_bytes FROM results ORDER BY result_id")
     assert rows == [("r1", "tabby", 0.7, 640, 1234), ("r2", "tabby", 0.61, 640, 1234), ("r3", "espresso", 0.9, 640, 1234)]
@@ -187,7 +187,7 @@ def test_bigquery_spellings_become_duckdb_and_strings_stay():
            "CROSS JOIN UNNEST(r.predictions) AS p WITH OFFSET AS pos -- FLOAT64")
     out = bq_sql.to_duckdb(sql)
     assert "CAST(x AS DOUBLE)" in out and "'FLOAT64 `a.b`'" in out and 'FROM "t" AS r' in out
-    assert out.endswith("-- FLOAT64") and "WITH ORDINALITY" in out
+    assert out.endswith("/* FLOAT64 */") and "WITH ORDINALITY" in out
     rows = duckdb.sql(bq_sql.to_duckdb(
         "SELECT p.label, pos FROM (SELECT [{'label': 'a'}, {'label': 'b'}] AS predictions) AS r "
         "CROSS JOIN UNNEST(r.predictions) AS p WITH OFFSET AS pos ORDER BY pos")).fetchall()

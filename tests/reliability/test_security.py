@@ -24,7 +24,7 @@ import requests
 
 from tests import events as messages
 from tests.reliability import _corpus
-from tests.browser import CHROMIUM, Browser
+from tests.browser import Browser, missing
 from tests.reliability._support import (ALLOWED_BUCKET, HOST, PRIVATE_BUCKET, PROJECT, REPO, SERVER_LIMITS,
                                         ServerProcess, assert_serving, chunked, clean_env, dechunk, figure, proc_kib,
                                         raw_http, reset_peak, seeded)
@@ -270,8 +270,8 @@ def hostile_label_server(tmp_path_factory, store, proxy):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    if not CHROMIUM.exists():
-        pytest.skip("chromium is missing: /usr/bin/chromium (`make browser` installs it)")
+    if missing():
+        pytest.skip(f"the browser is missing: {missing()}")
     running = Browser(tmp_path_factory.mktemp("chromium") / "profile")
     yield running
     running.close()

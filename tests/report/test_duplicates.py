@@ -109,6 +109,7 @@ def test_bigquery_backfill_check_asks_in_chunks_and_matches_generations():
     assert check.done("m@1", pairs) == {("gs://b/1.jpg", "1"), ("gs://b/4.jpg", "1")}  # 2.jpg: another generation
     assert len(client.calls) == 3
     sql, params = client.calls[0]
-    assert "FROM `proj.ds.results`" in sql and "uri IN UNNEST(@uris)" in sql and "error_retryable" in sql
+    assert "FROM `proj.ds.results`" in sql and "uri IN UNNEST(@uris)" in sql and "error_code IN (" in sql
+    assert "'corrupt_image'" in sql and "stale_event" not in sql  # only answers no retry can change are done
     assert params["model_id"] == ("STRING", "m@1")
     assert params["uris"] == ("ARRAY<STRING>", ["gs://b/0.jpg", "gs://b/1.jpg"])

@@ -57,7 +57,7 @@ def test_the_report_and_its_charts_are_written_and_self_contained(report):
     assert not re.search(r'(?:src|href)\s*=\s*"(?!data:image/png;base64,)', html), "every asset is inline"
     assert "url(" not in html and "@import" not in html
     assert html.count('src="data:image/png;base64,') == 4
-    assert "&lt;script&gt;document.title=&#x27;pwned&#x27;&lt;/script&gt;" in html
+    assert "&lt;script&gt;document.title=&#39;pwned&#39;&lt;/script&gt;" in html
 
 
 def test_chromium_renders_a_non_blank_page(report, tmp_path):
