@@ -627,26 +627,27 @@ def test_local_stack_delivery_file_matches_the_deployed_topology(cfg):
     """infra/delivery.json is what the local stack builds on the Pub/Sub emulator: the same
     names, routes, ack deadlines, retry and dead-letter policy and SKIP_PREFIXES as here."""
     spec = json.loads((INFRA / "delivery.json").read_text())
-    assert spec["service_name"] == cfg.default("service_name")
-    topics = {cfg.resolve(b["name"]): n for n, b in cfg.of_type("google_pubsub_topic").items()}
-    subscriptions = {cfg.resolve(b["name"]): b for b in cfg.of_type("google_pubsub_subscription").values()}
     service, push = spec["service_name"], spec["push"]
+    assert service == cfg.default("service_name")
+    topics = {cfg.resolve(b["name"]) for b in cfg.of_type("google_pubsub_topic").values()}
+    sources = cfg.locals["delivery_sources"]
+    assert sorted(sources) == sorted(spec["sources"])
     for source, item in spec["sources"].items():
-        assert f"{service}-{source}" in topics and f"{service}-{source}-dead-letter" in topics, source
-        sub = subscriptions[f"{service}-{source}-push"]
-        assert ref_name(sub["topic"], "google_pubsub_topic") == topics[f"{service}-{source}"]
-        assert first(sub["push_config"])["push_endpoint"].split("}", 1)[1] == item["route"]
-        assert cfg.resolve(sub["ack_deadline_seconds"]) == push["ack_deadline_seconds"]
-        assert cfg.resolve(sub["message_retention_duration"]) == f"{push['message_retention_seconds']}s"
-        retry = first(sub["retry_policy"])
-        assert cfg.resolve(retry["minimum_backoff"]) == f"{push['retry_minimum_backoff_seconds']}s"
-        assert cfg.resolve(retry["maximum_backoff"]) == f"{push['retry_maximum_backoff_seconds']}s"
-        dead = first(sub["dead_letter_policy"])
-        assert ref_name(dead["dead_letter_topic"], "google_pubsub_topic") == topics[f"{service}-{source}-dead-letter"]
-        assert cfg.resolve(dead["max_delivery_attempts"]) == push["max_delivery_attempts"]
-        keep = subscriptions[f"{service}-{source}-dead-letter"]
-        assert keep["ack_deadline_seconds"] == spec["dead_letter"]["ack_deadline_seconds"]
-        assert cfg.default("dead_letter_retention_days") == spec["dead_letter"]["retention_days"]
+        assert {f"{service}-{source}", f"{service}-{source}-dead-letter"} <= topics, source
+        assert sources[source]["route"] == item["route"], source
+    subscriptions = cfg.of_type("google_pubsub_subscription")
+    sub, keep = subscriptions["push"], subscriptions["dead_letter"]
+    assert cfg.resolve(sub["name"]) == f"{service}-${{each.key}}-push"
+    assert cfg.resolve(keep["name"]) == f"{service}-${{each.key}}-dead-letter"
+    assert first(sub["push_config"])["push_endpoint"].endswith("${each.value.route}")
+    assert cfg.resolve(sub["ack_deadline_seconds"]) == push["ack_deadline_seconds"]
+    assert cfg.resolve(sub["message_retention_duration"]) == f"{push['message_retention_seconds']}s"
+    retry = first(sub["retry_policy"])
+    assert cfg.resolve(retry["minimum_backoff"]) == f"{push['retry_minimum_backoff_seconds']}s"
+    assert cfg.resolve(retry["maximum_backoff"]) == f"{push['retry_maximum_backoff_seconds']}s"
+    assert cfg.resolve(first(sub["dead_letter_policy"])["max_delivery_attempts"]) == push["max_delivery_attempts"]
+    assert keep["ack_deadline_seconds"] == spec["dead_letter"]["ack_deadline_seconds"]
+    assert cfg.default("dead_letter_retention_days") == spec["dead_letter"]["retention_days"]
     assert cfg.default("skip_prefixes") == spec["skip_prefixes"]
 
 
