@@ -6,15 +6,16 @@ Exit codes: 0 every image ok, 1 some result is an error (all results still print
 from __future__ import annotations
 
 import argparse
-import glob
+import importlib.util
 import json
 import os
 import sys
-from pathlib import Path
 
-from functions.cli_args import IMAGE_SUFFIXES, positive_int
+from functions.cli_args import expand_paths, positive_int
 from shared.config import SettingError, Settings
 from shared.errors import BucketeyeError
+
+TOOL_PACKAGES = ("functions.local", "functions.backfill", "functions.report", "functions.dataset")
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 
@@ -41,16 +42,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     serve.add_argument("--dev", action="store_true", help="Flask's single-process dev server instead of gunicorn")
 
+    if tools_installed():
+        _add_tool_commands(sub)
+    return parser
+
+
+def tools_installed() -> bool:
+    """The workstation tools (local stack, backfill, report, dataset) are left out of the
+    service images (.dockerignore): there the CLI offers the serving commands alone."""
+    return all(importlib.util.find_spec(name) is not None for name in TOOL_PACKAGES)
+
+
+def _add_tool_commands(sub) -> None:
     from functions.backfill import cli as backfill_cli
+    from functions.dataset import cli as dataset_cli
     from functions.local import commands as local_commands
     from functions.report import cli as report_cli
     state = local_commands.state_parent()
     local_commands.add_commands(sub, state)
     backfill_cli.add_commands(sub, state)
     report_cli.add_commands(sub, state)
-    from functions.dataset import cli as dataset_cli
     dataset_cli.add_commands(sub)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,23 +112,6 @@ def default_host() -> str:
     """All interfaces on Cloud Run (its front end is the only way in); loopback anywhere else,
     so a laptop's server is not open to its network unless asked (--host 0.0.0.0)."""
     return "0.0.0.0" if os.environ.get("K_SERVICE") else "127.0.0.1"
-
-
-def expand_paths(patterns: list[str]) -> list[str]:
-    """Files as given; directories walked for image files; globs expanded. Missing paths stay
-    in the list so they are reported as not_found results rather than silently dropped."""
-    found: list[str] = []
-    for pattern in patterns:
-        path = Path(pattern)
-        if path.is_dir():
-            found += sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        elif path.exists():
-            found.append(pattern)
-        elif glob.has_magic(pattern):
-            found += sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
-        else:
-            found.append(pattern)
-    return found
 
 
 def _load_engine(model_uri: str | None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from functions.cli_args import positive_int
+from functions.cli_args import expand_paths, positive_int
 from functions.local.errors import EXIT_USAGE, LocalError
 
 
@@ -118,7 +118,6 @@ def run_export(args) -> int:
 def run_faces(args) -> int:
     from pathlib import Path
 
-    from functions.cli import expand_paths
     from functions.dataset.faces import FaceOptions, build
     from functions.local.ui import console
     from shared.config import Settings
