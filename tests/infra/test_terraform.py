@@ -93,10 +93,15 @@ def setting_default(name: str) -> str:
 
 @lru_cache(maxsize=None)
 def remote_function_handler() -> dict:
-    """functions/bigquery_trigger.py: its constants and top-level function names (read with ast)."""
-    path = REPO / "functions" / "bigquery_trigger.py"
-    functions = {n.name for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef)}
-    return dict(_module_constants(path), functions=functions)
+    """The remote-function protocol's code, read with ast: functions/delivery.py recognises a
+    call, functions/bigquery_trigger.py parses and answers it, functions/parsing.py bounds
+    top_k. Their constants and top-level function names."""
+    found: dict = {"functions": set()}
+    for name in ("delivery.py", "bigquery_trigger.py", "parsing.py"):
+        path = REPO / "functions" / name
+        found["functions"] |= {n.name for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef)}
+        found.update(_module_constants(path))
+    return found
 
 
 # ---------------------------------------------------------------- reading the Terraform
@@ -958,7 +963,7 @@ def test_remote_functions_call_the_served_http_route(cfg):
 
     # The route's handler speaks the protocol, and accepts the default top_k sent in the context.
     handler = remote_function_handler()
-    assert {"is_remote_call", "handle"} <= handler["functions"]
+    assert {"is_remote_call", "parse", "answer"} <= handler["functions"]
     assert 1 <= cfg.default("top_k") <= handler["MAX_TOP_K"]
 
 
