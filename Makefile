@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install model test browser pubsub-emulator infra-check demo bench bench-ceiling bench-gpu clean
+.PHONY: lint install model test browser pubsub-emulator infra-check demo bench bench-ceiling bench-gpu clean
 
 install: $(STAMP)
 
@@ -33,10 +33,14 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
-## Run every test: the Python suite (it starts and stops one Pub/Sub emulator), then the offline checks of infra/.
-test: pubsub-emulator install browser
+## Run every test: ruff, the Python suite (it starts and stops one Pub/Sub emulator), then the offline checks of infra/.
+test: pubsub-emulator install browser lint
 	$(PY) -m pytest -q
 	infra/check.sh
+
+## ruff's checks, configured in pyproject.toml.
+lint: install
+	$(PY) -m ruff check .
 
 ## Offline checks of infra/ and the container files: every block against the providers' schemas, tests/infra (python-hcl2, hadolint, the images' requirements resolved for their platforms) and checkov.
 infra-check:

@@ -41,7 +41,7 @@ def rates(paths: list[Path], spec: InputSpec, seconds: float, rounds: int = 5) -
         for name, fn in ways.items():
             state = {"i": 0}
 
-            def one(fn=fn):
+            def one(fn=fn, state=state):
                 fn(blobs[state["i"] % len(blobs)], spec)
                 state["i"] += 1
             out[name].append(rate(one, min_calls=len(blobs), min_seconds=seconds / rounds))

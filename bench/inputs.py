@@ -41,7 +41,7 @@ def screenshot_png(seed: int) -> bytes:
         colour = tuple(int(c) for c in rng.integers(0, 255, 3))
         draw.rectangle([x, y, x + int(rng.integers(40, 400)), y + int(rng.integers(10, 200))], fill=colour)
     for line in range(60):
-        draw.text((40, 20 + line * 17), "bucketeye screenshot line %d %s" % (line, "x" * int(rng.integers(5, 80))),
+        draw.text((40, 20 + line * 17), f"bucketeye screenshot line {line} {'x' * int(rng.integers(5, 80))}",
                   fill=(20, 20, 20))
     img.paste(Image.open(photos()[seed % len(PHOTOS)]).convert("RGB").resize((480, 320)), (1300, 600))
     out = io.BytesIO()

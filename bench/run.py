@@ -31,8 +31,8 @@ def _engine():
 
 
 def figure_inference(engine, quick: bool) -> dict:
-    from shared.preprocess import preprocess
     from shared.imaging import decode_image
+    from shared.preprocess import preprocess
     arrays = [preprocess(decode_image(p.read_bytes(), max_bytes=1 << 26, max_pixels=10 ** 8).image, engine.model.spec)
               for p in inputs.photos()]
     seconds, rounds = (3, 3) if quick else (10, 5)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 def rate(fn: Callable[[], None], *, min_calls: int, min_seconds: float) -> float:

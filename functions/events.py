@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from functions.answers import Outcome, event_error, settled
 from functions.service import Service
@@ -131,8 +131,8 @@ def _age_s(event_time: datetime | None) -> float | None:
     if event_time is None:
         return None
     if event_time.tzinfo is None:
-        event_time = event_time.replace(tzinfo=timezone.utc)
-    return (datetime.now(timezone.utc) - event_time).total_seconds()
+        event_time = event_time.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - event_time).total_seconds()
 
 
 def _summary(record: dict) -> dict:

@@ -56,6 +56,7 @@ def _write_log_diagnostic() -> None:
     inside a request, that entry carries the request's URL, query string and all (a push
     endpoint's ?token=, a signed URL). Write it now, outside any request."""
     import google.cloud.logging_v2 as logging_v2
+
     from shared.result_log import result_logger
     if getattr(logging_v2, "_instrumentation_emitted", True):
         return

@@ -5,8 +5,8 @@ tests and tools build one around any engine (`Service.for_engine`)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from functions import runtime
 from functions.dedup import RecentResults

@@ -91,7 +91,7 @@ class Settings:
     fetch_timeout_s: float
 
     @classmethod
-    def from_env(cls, environ: dict | None = None, **overrides) -> "Settings":
+    def from_env(cls, environ: dict | None = None, **overrides) -> Settings:
         env = os.environ if environ is None else environ
         values = {}
         for f in fields(cls):

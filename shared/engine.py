@@ -21,8 +21,15 @@ from shared import postprocess
 from shared.batching import Batcher
 from shared.config import Settings
 from shared.errors import BucketeyeError, Skip
-from shared.imaging import (DecodedImage, PixelBudget, check_size, decode_image, default_pixel_budget, draft_size,
-                            sniff_format)
+from shared.imaging import (
+    DecodedImage,
+    PixelBudget,
+    check_size,
+    decode_image,
+    default_pixel_budget,
+    draft_size,
+    sniff_format,
+)
 from shared.models import byte_input
 from shared.models.loader import LoadedModel, load_model
 from shared.models.spec import ENCODED

@@ -14,10 +14,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
 # Register just the decoders we allow, instead of Pillow importing every plugin.
-from PIL import (BmpImagePlugin, GifImagePlugin, JpegImagePlugin, MpoImagePlugin,  # noqa: F401
-                 PngImagePlugin, TiffImagePlugin, WebPImagePlugin)
+from PIL import (  # noqa: F401
+    BmpImagePlugin,
+    GifImagePlugin,
+    Image,
+    ImageFile,
+    ImageOps,
+    JpegImagePlugin,
+    MpoImagePlugin,
+    PngImagePlugin,
+    TiffImagePlugin,
+    UnidentifiedImageError,
+    WebPImagePlugin,
+)
 
 from shared.errors import BucketeyeError
 

@@ -85,9 +85,9 @@ def fetch_object(bucket: str, name: str, *, generation: str = "", known_size: in
 
     When the caller already knows the version and size (a storage event says both), one
     ranged read suffices; otherwise the metadata is read first."""
+    import requests
     from google.api_core import exceptions as gexc
     from google.cloud.storage.retry import DEFAULT_RETRY
-    import requests
 
     retry = DEFAULT_RETRY.with_timeout(timeout)  # bounded: a slow store must not hold a request forever
     try:

@@ -7,7 +7,7 @@ import base64
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from functions.routes import PUBSUB_ROUTE, STORAGE_ROUTE
@@ -37,7 +37,7 @@ def numeric_id() -> str:
 
 
 def rfc3339(moment: datetime | None = None) -> str:
-    moment = (moment or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    moment = (moment or datetime.now(UTC)).astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 

@@ -26,7 +26,7 @@ class Counts:
     messages: int = 0      # messages published
     failed: int = 0        # images whose message could not be published
 
-    def add(self, other: "Counts") -> None:
+    def add(self, other: Counts) -> None:
         for name in asdict(self):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
@@ -53,7 +53,7 @@ class Checkpoint:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "Checkpoint":
+    def from_json(cls, data: dict) -> Checkpoint:
         data = dict(data)
         data["counts"] = Counts(**data.get("counts", {}))
         return cls(**data)

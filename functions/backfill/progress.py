@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import threading
 
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from functions.backfill.checkpoint import Counts
@@ -43,7 +50,7 @@ class Counter:
         self._on_total = on_total
         self._thread = threading.Thread(target=self._run, name="bucketeye-backfill-count", daemon=True)
 
-    def start(self) -> "Counter":
+    def start(self) -> Counter:
         self._thread.start()
         return self
 

@@ -54,8 +54,12 @@ class PubSubPublisher:
     def client(self):
         if self._client is None:
             from google.cloud import pubsub_v1
-            from google.cloud.pubsub_v1.types import (BatchSettings, LimitExceededBehavior, PublisherOptions,
-                                                      PublishFlowControl)
+            from google.cloud.pubsub_v1.types import (
+                BatchSettings,
+                LimitExceededBehavior,
+                PublisherOptions,
+                PublishFlowControl,
+            )
             options = dict(
                 batch_settings=BatchSettings(max_bytes=MAX_BYTES_PER_REQUEST, max_latency=MAX_LATENCY_S,
                                              max_messages=MAX_MESSAGES_PER_REQUEST),

@@ -13,7 +13,6 @@ from functions.backfill.done import Nothing
 from functions.local.errors import LocalError
 from functions.local.ui import console, errors
 
-
 EXIT_INTERRUPTED = 130
 
 

@@ -63,8 +63,9 @@ def add_commands(sub) -> None:
 
 
 def run(args) -> int:
-    from functions.local.ui import errors
     from rich.markup import escape
+
+    from functions.local.ui import errors
     try:
         if args.dataset_command == "export":
             return run_export(args)

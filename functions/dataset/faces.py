@@ -106,6 +106,7 @@ def _decode(path: str, max_bytes: int, max_pixels: int) -> Image.Image:
 def _unique_photos(paths, options: FaceOptions, dropped: list, *, max_bytes: int, max_pixels: int) -> list[Photo]:
     """Readable photos, one of each set of copies: the largest (then the first by name)."""
     import imagehash
+
     from shared.engine import _read_local
     from shared.imaging import decode_image
     photos = []

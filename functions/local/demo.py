@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.syntax import Syntax
@@ -59,7 +59,7 @@ def run(state: StateDir, config: StackConfig, *, keep_running: bool) -> int:
                 info = client.running(state)
                 ui.console.print(f"using the local stack already running on {state.root}", markup=False)
             client.check_bucket(info, DEFAULT_BUCKET)
-            run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+            run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
             prefix = f"demo/{run_id}/"
             prefix_uri = f"gs://{DEFAULT_BUCKET}/{prefix}"
             pairs = [(str(path), prefix + path.name) for path in photos]

@@ -64,7 +64,7 @@ class GcsEmulator:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 15.0) -> "GcsEmulator":
+    def start(self, timeout: float = 15.0) -> GcsEmulator:
         self.workdir.mkdir(parents=True, exist_ok=True)
         argv = [str(binary_path()), "-scheme", "http", "-backend", "memory", "-host", self.host,
                 "-port", str(self.port), "-external-url", self.url, "-log-level", "warn"]

@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from datetime import datetime, timezone
-
-from shared import APP_NAME
+from datetime import UTC, datetime
 
 from functions.local.defaults import PROJECT
+from shared import APP_NAME
 
 SERVICE = "bucketeye"
 LOG_NAME = f"projects/{PROJECT}/logs/run.googleapis.com%2Fstdout"
@@ -36,7 +35,7 @@ _LIFTED = {
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def entry_from_line(line: str, *, written: datetime, instance_id: str) -> dict:

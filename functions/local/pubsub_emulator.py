@@ -39,7 +39,7 @@ class PubSubEmulator:
         self.log_path = log_path
         self._process: subprocess.Popen | None = None
 
-    def start(self, timeout_s: float = 60.0) -> "PubSubEmulator":
+    def start(self, timeout_s: float = 60.0) -> PubSubEmulator:
         problem = missing()
         if problem:
             raise LocalError(problem)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import requests
 
-from functions.local.errors import LocalError
 from functions.local.defaults import PROJECT
+from functions.local.errors import LocalError
 from functions.routes import HEALTH_ROUTE
 
 MAIN = Path(__file__).resolve().parents[2] / "main.py"

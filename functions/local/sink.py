@@ -16,7 +16,7 @@ import logging
 import secrets
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from functions.local.log_entry import entry_from_line, iso, kept_by_sink
@@ -44,7 +44,7 @@ class Sink:
         self._writer: threading.Thread | None = None
         self._failing = False
 
-    def start(self) -> "Sink":
+    def start(self) -> Sink:
         self.warehouse.setup()
         self._load_backlog()
         self._writer = threading.Thread(target=self._write_loop, name="bucketeye-sink", daemon=True)
@@ -59,7 +59,7 @@ class Sink:
 
     def feed(self, line: str) -> bool:
         """One stdout line; True when the sink's filter keeps it."""
-        entry = entry_from_line(line, written=datetime.now(timezone.utc), instance_id=self.instance_id)
+        entry = entry_from_line(line, written=datetime.now(UTC), instance_id=self.instance_id)
         if not kept_by_sink(entry):
             return False
         with self._lock:
@@ -121,7 +121,7 @@ class Sink:
             batch, self._pending = self._pending, []
         if not batch:
             return 0
-        received = iso(datetime.now(timezone.utc))
+        received = iso(datetime.now(UTC))
         for entry in batch:
             entry.setdefault("receiveTimestamp", received)
         try:

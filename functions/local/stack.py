@@ -14,8 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from functions.local import gcs, pubsub, topology
-from functions.local.defaults import (DEFAULT_BUCKET, DEFAULT_GCS_PORT, DEFAULT_PORT, DEFAULT_PUBSUB_PORT, HOST,
-                                      PROJECT)
+from functions.local.defaults import DEFAULT_BUCKET, DEFAULT_GCS_PORT, DEFAULT_PORT, DEFAULT_PUBSUB_PORT, HOST, PROJECT
 from functions.local.emulator import GcsEmulator, Notify
 from functions.local.errors import LocalError
 from functions.local.pubsub_emulator import PubSubEmulator
@@ -87,7 +86,7 @@ class Stack:
     def topic(self, source: str) -> str:
         return topology.topic_path(self.config.project, self.topology.sources[source].topic)
 
-    def start(self, status=lambda text: None) -> "Stack":
+    def start(self, status=lambda text: None) -> Stack:
         cfg = self.config
         self.lock.acquire()
         try:

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 ENV_VAR = "BUCKETEYE_STATE_DIR"
 
 
-def resolve(path: str | os.PathLike | None = None) -> "StateDir":
+def resolve(path: str | os.PathLike | None = None) -> StateDir:
     chosen = path or os.environ.get(ENV_VAR) or REPO / ".state"
     return StateDir(Path(chosen).expanduser().absolute())
 
@@ -33,7 +33,7 @@ class StateDir:
     stack_info = property(lambda self: self.root / "stack.json")
     lock_path = property(lambda self: self.root / "stack.lock")
 
-    def ensure(self) -> "StateDir":
+    def ensure(self) -> StateDir:
         self.logs.mkdir(parents=True, exist_ok=True)
         return self
 

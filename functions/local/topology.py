@@ -47,7 +47,7 @@ class Topology:
     def requests(self) -> Source:
         return self.sources["requests"]
 
-    def with_retry(self, **changes) -> "Topology":
+    def with_retry(self, **changes) -> Topology:
         """The same topology with other delivery settings (tests shorten the backoff)."""
         return replace(self, retry=replace(self.retry, **changes))
 

@@ -32,9 +32,9 @@ from pathlib import Path
 import duckdb
 
 from functions.local import bq_sql, structure
+from functions.local.defaults import PROJECT
 from functions.local.errors import EXIT_USAGE, LocalError
 from functions.local.log_entry import column_names
-from functions.local.defaults import PROJECT
 from functions.local.statedir import REPO
 
 log = logging.getLogger("bucketeye.local.warehouse")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from functions.report import queries
 
@@ -43,7 +43,7 @@ def collect(source, *, model_id: str | None = None, threshold: float = 0.3, top_
         bins[max(0, min(int(row["bin"]), queries.SCORE_BINS - 1))] += int(row["images"])
     overall = run(queries.LATENCY_OVERALL[source.dialect])
     return ReportData(
-        source=source.description, generated_at=datetime.now(timezone.utc), model_id=model_id, threshold=threshold,
+        source=source.description, generated_at=datetime.now(UTC), model_id=model_id, threshold=threshold,
         totals=totals,
         labels=run(queries.LABELS, limit=int(top_labels)),
         status=run(queries.STATUS),

@@ -22,14 +22,14 @@ class Labels:
         return self.names.get(index, f"class_{index}")
 
     @classmethod
-    def from_text(cls, text: str) -> "Labels":
+    def from_text(cls, text: str) -> Labels:
         lines = [line.strip() for line in text.splitlines()]
         while lines and not lines[-1]:
             lines.pop()
         return cls({i: line for i, line in enumerate(lines)})
 
     @classmethod
-    def from_pbtxt(cls, text: str) -> "Labels":
+    def from_pbtxt(cls, text: str) -> Labels:
         names = {}
         for body in _ITEM.findall(text):
             fields = {}

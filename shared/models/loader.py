@@ -15,7 +15,8 @@ from pathlib import Path
 
 from shared.config import Settings
 from shared.errors import BucketeyeError
-from shared.models import accelerator, byte_input, runtimes, spec as specs
+from shared.models import accelerator, byte_input, runtimes
+from shared.models import spec as specs
 from shared.models.labels import Labels, find_labels
 from shared.postprocess import OUTPUT_KINDS, is_detection
 

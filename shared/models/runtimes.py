@@ -5,9 +5,10 @@ for importing TensorFlow.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -83,7 +84,7 @@ class Runtime:
     def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def single_core_copies(self, count: int) -> list["Runtime"]:
+    def single_core_copies(self, count: int) -> list[Runtime]:
         """Copies of the model using one core each, to run side by side (see batching);
         none for a runtime that batches instead."""
         return []
@@ -119,7 +120,7 @@ class TFLiteRuntime(Runtime):
             self.inputs = [_tflite_info(d["name"], d) for d in self._interpreter.get_input_details()]
             self.outputs = [_tflite_info(d["name"], d) for d in self._interpreter.get_output_details()]
 
-    def single_core_copies(self, count: int) -> list["Runtime"]:
+    def single_core_copies(self, count: int) -> list[Runtime]:
         return [TFLiteRuntime(self.path, 1) for _ in range(count)] if count > 1 else []
 
     def _run(self, batch):

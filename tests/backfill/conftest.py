@@ -42,7 +42,7 @@ class TopicRecorder:
         self._client = pubsub.subscriber(host)
         self._received: list[Received] = []
 
-    def start(self) -> "TopicRecorder":
+    def start(self) -> TopicRecorder:
         if self.own_topic:
             self.create_topic()
         else:

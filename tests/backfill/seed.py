@@ -4,7 +4,7 @@ appended by the warehouse (functions/local/warehouse.py)."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from functions.local.log_entry import entry_from_line
@@ -14,7 +14,7 @@ from shared.refs import ImageRef
 from shared.results import Prediction, Result
 from shared.storage import parse_gs_uri
 
-T0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
 def record(uri: str, generation: str = "1", *, model_id: str = "m@1", error: str | None = None,
@@ -24,8 +24,8 @@ def record(uri: str, generation: str = "1", *, model_id: str = "m@1", error: str
     name, _, version = model_id.partition("@")
     ref = ImageRef(trigger="pubsub", uri=uri, bucket=target.bucket, object=target.name, generation=generation,
                    size_bytes=size, content_type="image/jpeg")
-    predictions = [] if error else [Prediction(label, 1, score)] + [Prediction(l, 2 + i, s)
-                                                                   for i, (l, s) in enumerate(alternatives)]
+    predictions = [] if error else [Prediction(label, 1, score)] + [Prediction(other, 2 + i, s)
+                                                                   for i, (other, s) in enumerate(alternatives)]
     result = Result(ref=ref, model={"name": name, "version": version, "id": model_id}, predictions=predictions,
                     error=BucketeyeError(error) if error else None, timings_ms={"total": total_ms}, content_md5=md5)
     return result.to_record()

@@ -64,9 +64,9 @@ def test_the_checkpoint_is_per_run_and_written_atomically(tmp_path):
 
 
 def test_messages_are_what_the_pubsub_route_parses():
-    from tests.events import pubsub_push
     from functions.pubsub_trigger import parse_envelope, refs_from_message
     from shared.config import Settings
+    from tests.events import pubsub_push
     uris = [f"gs://b/photos/{i}.jpg" for i in range(7)] + ["gs://b/naïve name #1.png"]
     batch = messages.bodies(uris, 3)
     assert [len(group) for group, _ in batch] == [3, 3, 2]

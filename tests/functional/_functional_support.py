@@ -5,7 +5,7 @@ reliably `from conftest import` while tests/unit has a conftest.py of its own.""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 ALLOWED_BUCKET = "photos"     # on ALLOWED_BUCKETS
 PRIVATE_BUCKET = "private"    # exists in the emulator, not on the allow-list
@@ -25,9 +25,9 @@ def new_id(prefix: str = "") -> str:
 
 
 def rfc3339(moment: datetime | None = None) -> str:
-    moment = moment or datetime.now(timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    moment = moment or datetime.now(UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def days_ago(days: float) -> datetime:
-    return datetime.now(timezone.utc) - timedelta(days=days)
+    return datetime.now(UTC) - timedelta(days=days)

@@ -23,12 +23,20 @@ from urllib.parse import quote
 
 import pytest
 import requests
+from _functional_support import (
+    ALLOWED_BUCKET,
+    FINALIZED,
+    MESSAGE_PUBLISHED,
+    PRIVATE_BUCKET,
+    PROJECT,
+    SKIP_PREFIX,
+    new_id,
+    rfc3339,
+)
 from cloudevents.conversion import to_binary, to_structured
 from cloudevents.http import CloudEvent
 from PIL import Image, PngImagePlugin
 
-from _functional_support import (ALLOWED_BUCKET, FINALIZED, MESSAGE_PUBLISHED, PRIVATE_BUCKET, PROJECT,
-                                 SKIP_PREFIX, new_id, rfc3339)
 from functions.local.emulator import GcsEmulator, free_port
 from shared.config import SETTINGS
 

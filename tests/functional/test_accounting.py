@@ -18,13 +18,13 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import requests
-
 from _functional_support import ALLOWED_BUCKET, CAT_IDS, PRIVATE_BUCKET, days_ago, new_id
+
 from functions.backfill import messages as backfill_messages
 from functions.local.log_entry import entry_from_line
 from functions.local.warehouse import Warehouse
@@ -49,7 +49,7 @@ def _warehouse(tmp_path, *servers) -> Warehouse:
     """The servers' stdout, in the order the lines were written, as the sink would load it."""
     house = Warehouse(tmp_path / "bucketeye.duckdb")
     house.setup()
-    start = datetime.now(timezone.utc)
+    start = datetime.now(UTC)
     lines = [line for server in servers for line in server.log.raw_lines()]
     house.append([entry_from_line(line, written=start + timedelta(milliseconds=i), instance_id="i")
                   for i, line in enumerate(lines)])
@@ -71,7 +71,7 @@ def test_a_late_redelivery_is_a_no_op_and_never_hides_the_result(server, other_i
     assert events.post_binary(server.url + STORAGE, event).status_code == 200
     assert server.log.one_result(mark)["status"] == "ok"
 
-    late = events.storage(resource, event_id=event["id"], time=datetime(2020, 1, 1, tzinfo=timezone.utc))
+    late = events.storage(resource, event_id=event["id"], time=datetime(2020, 1, 1, tzinfo=UTC))
     again = events.post_binary(server.url + STORAGE, late)
 
     # The same instance: de-duplication runs before the age check, so this is a no-op.

@@ -7,7 +7,6 @@ import threading
 
 import pytest
 import requests
-
 from _functional_support import ALLOWED_BUCKET, CAT_IDS, COFFEE_IDS, PRIVATE_BUCKET, new_id
 
 

@@ -8,8 +8,8 @@ import base64
 import json
 
 import pytest
-
 from _functional_support import ALLOWED_BUCKET, CAT_IDS, COFFEE_IDS, new_id
+
 from functions.local.sink import Sink
 from functions.local.warehouse import Warehouse
 from tests.byte_models import built, encode, paint_boxes, photo

@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-
 from _functional_support import ALLOWED_BUCKET, CAT_IDS, COFFEE_IDS
+
 from shared.config import Settings
 from shared.models.default_model import ensure_default_model
 

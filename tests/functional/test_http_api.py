@@ -10,7 +10,6 @@ import time
 
 import pytest
 import requests
-
 from _functional_support import ALLOWED_BUCKET, CAT_IDS, COFFEE_IDS, PRIVATE_BUCKET, PROJECT, new_id
 
 MAX_REQUEST_BYTES = 4_000_000

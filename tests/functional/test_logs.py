@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import requests
-
 from _functional_support import ALLOWED_BUCKET, COFFEE_IDS, new_id
 
 DIAGNOSTIC = "logging.googleapis.com/diagnostic"

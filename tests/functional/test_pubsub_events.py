@@ -10,9 +10,7 @@ import json
 
 import pytest
 import requests
-
-from _functional_support import (ALLOWED_BUCKET, CAT_IDS, COFFEE_IDS, PRIVATE_BUCKET, days_ago, new_id,
-                                 rfc3339)
+from _functional_support import ALLOWED_BUCKET, CAT_IDS, COFFEE_IDS, PRIVATE_BUCKET, days_ago, new_id, rfc3339
 
 ROUTE = "/events/pubsub"
 

@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from _functional_support import CAT_IDS
 
 README = Path(__file__).resolve().parents[2] / "README.md"

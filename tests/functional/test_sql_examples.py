@@ -8,8 +8,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 from _functional_support import new_id
+
 from functions.local import bq_sql, sql_functions
 from functions.local.sink import Sink
 from functions.local.warehouse import Warehouse

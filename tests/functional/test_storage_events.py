@@ -9,9 +9,19 @@ import json
 
 import pytest
 import requests
+from _functional_support import (
+    ALLOWED_BUCKET,
+    CAT_IDS,
+    COFFEE_IDS,
+    DELETED,
+    FINALIZED,
+    PRIVATE_BUCKET,
+    PROJECT,
+    SKIP_PREFIX,
+    days_ago,
+    new_id,
+)
 
-from _functional_support import (ALLOWED_BUCKET, CAT_IDS, COFFEE_IDS, DELETED, FINALIZED, PRIVATE_BUCKET,
-                                 PROJECT, SKIP_PREFIX, days_ago, new_id)
 from functions.local.emulator import free_port
 
 ROUTE = "/events/storage"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import requests
-
 from _functional_support import CAT_IDS, COFFEE_IDS, new_id, rfc3339
 
 

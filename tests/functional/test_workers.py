@@ -2,8 +2,8 @@
 worker answers /healthz ready only once its own model is ready."""
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests

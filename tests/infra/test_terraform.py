@@ -17,7 +17,7 @@ import json
 import re
 import sys
 import textwrap
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -58,17 +58,17 @@ def _module_constants(path: Path) -> dict:
     return values
 
 
-@lru_cache(maxsize=None)
+@cache
 def routes() -> dict:
     return _module_constants(REPO / "functions" / "routes.py")
 
 
-@lru_cache(maxsize=None)
+@cache
 def app_name() -> str:
     return _module_constants(REPO / "shared" / "__init__.py")["APP_NAME"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _settings_dict() -> ast.Dict:
     for node in ast.parse((REPO / "shared" / "config.py").read_text()).body:
         target = node.target if isinstance(node, ast.AnnAssign) else (node.targets[0] if isinstance(node, ast.Assign) else None)
@@ -77,7 +77,7 @@ def _settings_dict() -> ast.Dict:
     raise AssertionError("shared/config.py defines no SETTINGS dict literal")
 
 
-@lru_cache(maxsize=None)
+@cache
 def settings_names() -> frozenset:
     """Keys of shared/config.py SETTINGS (the dict's keys are literals; values may call functions)."""
     return frozenset(ast.literal_eval(k) for k in _settings_dict().keys)
@@ -91,7 +91,7 @@ def setting_default(name: str) -> str:
     raise AssertionError(f"{name} is not in shared/config.py SETTINGS")
 
 
-@lru_cache(maxsize=None)
+@cache
 def remote_function_handler() -> dict:
     """The remote-function protocol's code, read with ast: functions/delivery.py recognises a
     call, functions/bigquery_trigger.py parses and answers it, functions/parsing.py bounds
@@ -109,7 +109,7 @@ def remote_function_handler() -> dict:
 _OPTIONS = SerializationOptions(with_comments=False, explicit_blocks=False, strip_string_quotes=True)
 
 
-@lru_cache(maxsize=None)
+@cache
 def parsed(path: Path) -> dict:
     with open(path) as f:
         return hcl2.load(f, serialization_options=_OPTIONS)
@@ -755,7 +755,7 @@ def _schema_paths(fields, prefix=""):
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def table_schema() -> dict:
     return _schema_paths(json.loads(SCHEMA_FILE.read_text()))
 
@@ -1126,7 +1126,9 @@ def test_schema_file_matches_result_record():
         for kind, mode in kinds:
             expected = {"RECORD", "STRUCT"} if kind == "RECORD" else BQ_TYPE[kind]
             if bq_type not in expected or bq_mode != mode:
-                problems.append(f"{path}: schema has {bq_type} {bq_mode}, the record holds {getattr(kind, '__name__', kind)} {mode} (expected one of {sorted(expected)})")
+                held = getattr(kind, "__name__", kind)
+                problems.append(f"{path}: schema has {bq_type} {bq_mode}, the record holds {held} {mode} "
+                                f"(expected one of {sorted(expected)})")
     for field, bq_type in HANDLER_FIELDS.items():
         if schema.get(f"jsonpayload.{field}", (None,))[0] != bq_type:
             problems.append(f"{field}: the log handler writes it; the schema needs it as {bq_type}")

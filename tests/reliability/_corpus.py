@@ -42,7 +42,7 @@ def _pattern(size=(96, 64), mode="RGB", seed=1) -> Image.Image:
     img = Image.new("RGB", size, (rng.randrange(256), rng.randrange(256), rng.randrange(256)))
     draw = ImageDraw.Draw(img)
     w, h = size
-    for i in range(6):
+    for _ in range(6):
         x0, y0 = rng.randrange(max(1, w)), rng.randrange(max(1, h))
         draw.rectangle([x0, y0, x0 + w // 3, y0 + h // 3],
                        fill=(rng.randrange(256), rng.randrange(256), rng.randrange(256)))

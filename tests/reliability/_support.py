@@ -3,6 +3,7 @@ read from /proc, a fault-injecting proxy in front of the GCS emulator, a loopbac
 that must never be called, raw HTTP, and the figures every test prints."""
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
@@ -13,7 +14,6 @@ import sys
 import threading
 import time
 import urllib.parse
-import http.client
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -118,7 +118,7 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    def start(self, *, expect: str = "ready", timeout: float = 120.0) -> "ServerProcess":
+    def start(self, *, expect: str = "ready", timeout: float = 120.0) -> ServerProcess:
         for _ in range(3):  # a port taken between choosing and binding: try another
             self.port = free_port()
             with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
@@ -449,7 +449,7 @@ class Listener:
         while not self._stop.is_set():
             try:
                 conn, _ = self.sock.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             self.connections += 1
             conn.close()
@@ -511,7 +511,7 @@ def raw_http(port: int, head: bytes, chunks=(), *, timeout: float = 10.0, send_d
             try:
                 while part := sock.recv(65536):
                     body += part
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 pass
     version, status, *reason = status_line.split(" ", 2)
     return RawResponse(int(status), reason[0] if reason else "", headers, body, time.monotonic() - started,

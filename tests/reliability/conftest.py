@@ -15,8 +15,18 @@ import pytest
 
 from functions.local import gcs
 from functions.local.emulator import GcsEmulator, free_port
-from tests.reliability._support import (ALLOWED_BUCKET, FIGURES, PRIVATE_BUCKET, PROJECT, SERVER_LIMITS, FaultProxy,
-                                        Listener, ServerProcess, Store, clean_env)
+from tests.reliability._support import (
+    ALLOWED_BUCKET,
+    FIGURES,
+    PRIVATE_BUCKET,
+    PROJECT,
+    SERVER_LIMITS,
+    FaultProxy,
+    Listener,
+    ServerProcess,
+    Store,
+    clean_env,
+)
 
 
 def pytest_configure(config):

@@ -23,8 +23,8 @@ from functions.local import dead_letters, topology
 from functions.local.stack import Stack, StackConfig
 from functions.local.statedir import StateDir
 from functions.local.warehouse import Warehouse
-from tests.reliability import _corpus
 from tests.conftest import fresh_project
+from tests.reliability import _corpus
 from tests.reliability._support import PushCounter, children, figure, free_port, proc_kib, wait_for
 
 pytestmark = pytest.mark.burst

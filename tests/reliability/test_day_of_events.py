@@ -15,7 +15,7 @@ import io
 import json
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import requests
 from cloudevents.conversion import to_binary
@@ -55,7 +55,7 @@ def _resource(blob) -> dict:
 
 def _storage_event(server_url: str, resource: dict, *, event_type: str = FINALIZED, event_id: str = "",
                    when: datetime | None = None) -> requests.Response:
-    moment = (when or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    moment = (when or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     event = CloudEvent({"type": event_type, "id": event_id or uuid.uuid4().hex, "time": moment,
                         "source": f"//storage.googleapis.com/projects/_/buckets/{resource['bucket']}",
                         "subject": f"objects/{resource['name']}", "datacontenttype": "application/json"}, resource)
@@ -65,7 +65,7 @@ def _storage_event(server_url: str, resource: dict, *, event_type: str = FINALIZ
 
 def _pubsub(server_url: str, data: bytes, message_id: str) -> requests.Response:
     envelope = {"message": {"data": base64.b64encode(data).decode(), "messageId": message_id,
-                            "publishTime": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")},
+                            "publishTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")},
                 "subscription": "projects/local/subscriptions/requests"}
     return requests.post(server_url + "/events/pubsub", json=envelope, timeout=60)
 
@@ -120,9 +120,9 @@ def test_a_day_of_mixed_events_leaves_one_visible_row_per_event(tmp_path, pubsub
             assert _storage_event(server, good[0], event_id="dup-good-0").status_code == 200
             sent += 1
         # Late: good-1's event redelivered from 2020, and an event for a version nobody ever saw.
-        assert _storage_event(server, good[1], when=datetime(2020, 1, 1, tzinfo=timezone.utc)).status_code == 200
+        assert _storage_event(server, good[1], when=datetime(2020, 1, 1, tzinfo=UTC)).status_code == 200
         never = {**good[1], "name": "day/late-only.jpg", "generation": "1"}
-        assert _storage_event(server, never, when=datetime(2020, 1, 1, tzinfo=timezone.utc)).status_code == 200
+        assert _storage_event(server, never, when=datetime(2020, 1, 1, tzinfo=UTC)).status_code == 200
         expected[f"gs://{BUCKET}/day/late-only.jpg"] = ("error", "stale_event")
         sent += 2
         # Deleted: good-2 goes away; its delete notification arrives, then a late finalize redelivery.

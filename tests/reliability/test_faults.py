@@ -30,8 +30,19 @@ from functions.local.statedir import StateDir
 from functions.local.warehouse import Warehouse
 from tests.conftest import fresh_project
 from tests.reliability import _corpus
-from tests.reliability._support import (REPO, FaultProxy, FaultRule, Push, PushCounter, Store, children, figure,
-                                        free_port, seeded, wait_for)
+from tests.reliability._support import (
+    REPO,
+    FaultProxy,
+    FaultRule,
+    Push,
+    PushCounter,
+    Store,
+    children,
+    figure,
+    free_port,
+    seeded,
+    wait_for,
+)
 
 WATCHED, SIDE = "uploads", "side"  # `uploads` notifies; `side` is allowed but only gets notifications we publish
 # The emulator redelivers a failed push about once a second (no retry policy: see functions/local/pubsub.py),
@@ -64,7 +75,7 @@ class Harness:
         self.stack = Stack(config)
         self.warehouse = Warehouse(self.state.warehouse)
 
-    def start(self) -> "Harness":
+    def start(self) -> Harness:
         self.stack.start()
         gcs.ensure_buckets(self.stack.emulator.url, [SIDE])
         self.store = Store(self.stack.emulator.url)  # uploads go straight to the emulator, not via the proxy
@@ -271,16 +282,18 @@ def test_worker_and_whole_server_killed_mid_batch(healthy):
         h.proxy.rules = [FaultRule(prefix, delay_s=0.2)]  # slow reads: deliveries are in flight at the kill
         uris: list[str] = []
         seed = 5 if kill == "worker" else 6
-        uploading = threading.Thread(target=lambda: uris.extend(
+        uploading = threading.Thread(target=lambda uris=uris, prefix=prefix, seed=seed: uris.extend(
             f"gs://{WATCHED}/{r['name']}" for r in h.upload(prefix, 60, seed=seed)))
         uploading.start()  # the kill comes while uploads still arrive and deliveries are in flight
-        wait_for(lambda: sum(1 for push in h.sent(uri_prefix) if push.status == 200) >= 10, timeout=60,
+        wait_for(lambda uri_prefix=uri_prefix: sum(1 for push in h.sent(uri_prefix) if push.status == 200) >= 10,
+                 timeout=60,
                  interval=0.01, what="the first deliveries")
         old_worker = h.worker_pid()
         killed_at = [push for push in h.sent(uri_prefix) if push.status == 200]
         if kill == "worker":
             os.kill(old_worker, signal.SIGKILL)  # gunicorn's master starts a new worker, which loads the model
-            new_worker = wait_for(lambda: [p for p in children(h.server.process.pid) if p != old_worker],
+            new_worker = wait_for(lambda old_worker=old_worker: [p for p in children(h.server.process.pid)
+                                                                 if p != old_worker],
                                   timeout=60, what="a new worker")[0]
         else:
             h.kill_server()

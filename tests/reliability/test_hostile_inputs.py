@@ -12,18 +12,26 @@ import base64
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 
 from functions.delivery import MESSAGE_PUBLISHED
-from tests import events as messages
 from functions.storage_trigger import FINALIZED
 from shared.errors import ERROR_CODES
+from tests import events as messages
 from tests.reliability import _corpus
-from tests.reliability._support import (ALLOWED_BUCKET, PRIVATE_BUCKET, assert_serving, chunked, figure, proc_kib,
-                                        raw_http, reset_peak)
+from tests.reliability._support import (
+    ALLOWED_BUCKET,
+    PRIVATE_BUCKET,
+    assert_serving,
+    chunked,
+    figure,
+    proc_kib,
+    raw_http,
+    reset_peak,
+)
 
 FILE_CASES = _corpus.file_cases()
 BOMBS = [case for case in FILE_CASES if case.bomb]
@@ -343,7 +351,7 @@ ENVELOPE_CASES = [
     EnvelopeCase("storage_forbidden_bucket", STORAGE, _json(missing(bucket=PRIVATE_BUCKET)),
                  headers=ce_headers(), expected="forbidden_source"),
     EnvelopeCase("storage_stale_event", STORAGE, _json(missing()), expected="stale_event", headers=ce_headers(
-        ce_time=(datetime.now(timezone.utc) - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ"))),
+        ce_time=(datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ"))),
     EnvelopeCase("storage_notification_bad_generation", STORAGE, _json(envelope(
         b"", {"eventType": "OBJECT_FINALIZE", "bucketId": ALLOWED_BUCKET, "objectId": "a.jpg",
               "objectGeneration": "abc"}))),

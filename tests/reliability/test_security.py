@@ -23,11 +23,26 @@ import pytest
 import requests
 
 from tests import events as messages
-from tests.reliability import _corpus
 from tests.browser import Browser, missing
-from tests.reliability._support import (ALLOWED_BUCKET, HOST, PRIVATE_BUCKET, PROJECT, REPO, SERVER_LIMITS,
-                                        ServerProcess, assert_serving, chunked, clean_env, dechunk, figure, proc_kib,
-                                        raw_http, reset_peak, seeded)
+from tests.reliability import _corpus
+from tests.reliability._support import (
+    ALLOWED_BUCKET,
+    HOST,
+    PRIVATE_BUCKET,
+    PROJECT,
+    REPO,
+    SERVER_LIMITS,
+    ServerProcess,
+    assert_serving,
+    chunked,
+    clean_env,
+    dechunk,
+    figure,
+    proc_kib,
+    raw_http,
+    reset_peak,
+    seeded,
+)
 
 LIMIT = _corpus.MAX_REQUEST_BYTES
 
@@ -121,7 +136,7 @@ def test_no_url_is_ever_fetched(server, listener, proxy, worker):
     target = f"127.0.0.1:{listener.port}"
     urls = [f"http://{target}/cat.jpg", f"https://{target}/cat.jpg", f"HTTP://{target}/cat.jpg",
             f"http://{target}/photos/x.jpg?X-Goog-Signature=abc", f"ftp://{target}/cat.jpg", "file:///etc/passwd",
-            f"FILE://localhost/etc/passwd", f"gs://{target}/cat.jpg", f"gs://{ALLOWED_BUCKET}@{target}/x.jpg",
+            "FILE://localhost/etc/passwd", f"gs://{target}/cat.jpg", f"gs://{ALLOWED_BUCKET}@{target}/x.jpg",
             f"//{target}/cat.jpg", f"s3://{target}/cat.jpg", f"data:image/png;base64,{b64(_corpus.png((2, 2)))}"]
     before = len(proxy.snapshot())
     outcomes: dict = {}

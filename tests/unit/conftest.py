@@ -11,10 +11,17 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from _unit_support import (DETECTION_BOXES, DETECTION_CLASSES, DETECTION_COUNT, DETECTION_SCORES,
-                           LABEL_MAP, PROBE_LABELS, PROBE_SCALE, PROBE_SIZE, settings)
-
+from _unit_support import (
+    DETECTION_BOXES,
+    DETECTION_CLASSES,
+    DETECTION_COUNT,
+    DETECTION_SCORES,
+    LABEL_MAP,
+    PROBE_LABELS,
+    PROBE_SCALE,
+    PROBE_SIZE,
+    settings,
+)
 
 # --- tiny models --------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from PIL import Image
@@ -42,7 +42,7 @@ def _warehouse(tmp_path, results: list[Result]) -> Warehouse:
     stream = io.StringIO()
     logger = logging.Logger("backfill-rules")
     logger.addHandler(_ResultHandler(stream=stream))
-    start = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 3, 1, tzinfo=UTC)
     entries = []
     for i, result in enumerate(results):
         log_result(result, logger=logger)

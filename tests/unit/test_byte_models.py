@@ -9,8 +9,9 @@ import sys
 
 import numpy as np
 import pytest
+from _unit_support import REPO, inline_ref, running_engine, settings, solid, subprocess_env
+from _unit_support import encode as encode_image
 
-from _unit_support import REPO, encode as encode_image, inline_ref, running_engine, settings, solid, subprocess_env
 from tests.byte_models import PHOTOS, built, encode, paint_boxes, photo
 
 BOXES = {1: (20, 30, 120, 90), 2: (200, 150, 300, 290)}  # left, top, right, bottom on chelsea (451 x 300)

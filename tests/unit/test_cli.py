@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from _unit_support import REPO, check_record_types, encode, solid, subprocess_env
 
 RED, GREEN, BLUE = (250, 0, 0), (0, 250, 0), (0, 0, 250)

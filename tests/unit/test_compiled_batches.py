@@ -12,14 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _unit_support import PROBE_SIZE, encode, inline_ref, running_engine, settings, solid
 
 from shared.batching import Batcher, pad_batch
-from shared.config import Settings, SettingError
+from shared.config import SettingError, Settings
 from shared.errors import BucketeyeError
 from shared.models import accelerator
 from shared.models.loader import NULL_MODEL_URI, load_model, open_model
-
-from _unit_support import PROBE_SIZE, encode, inline_ref, running_engine, settings, solid
 
 SIZES = (1, 4, 8)
 ROOT = Path(__file__).resolve().parents[2]

@@ -89,7 +89,8 @@ def test_legacy_reader_honours_offsets_strides_and_dtypes(tmp_path, monkeypatch)
         transposed=Tensor(floats, 2, (3, 4), (1, 3)),  # a (4,3) block starting at element 2, transposed
         counter=Tensor(longs, 0, (), ()),
     )
-    pid = lambda o: ("storage", o.cls, o.key, "cpu", o.data.size, None) if isinstance(o, Storage) else None
+    def pid(o):
+        return ("storage", o.cls, o.key, "cpu", o.data.size, None) if isinstance(o, Storage) else None
     _legacy_file(tmp_path / "ok.pth", state, pid, [(s.key, s.data) for s in (floats, longs)])
 
     loaded = load_state_dict(tmp_path / "ok.pth")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -79,7 +79,7 @@ def client(service):
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def golden(name: str, **values) -> dict:
@@ -155,7 +155,7 @@ def test_unwrapped_notification_without_payload(client, engine):
 
 
 def test_stale_notification_is_acknowledged_not_classified(client, engine):
-    old = (datetime.now(timezone.utc) - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    old = (datetime.now(UTC) - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
     response = post_carried(client, "/events/pubsub", golden("storage_notification_unwrapped.json", time=old))
     assert response.status_code == 200
     assert response.json["error"]["code"] == "stale_event" and response.json["acknowledged"] is True

@@ -4,12 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _unit_support import PROBE_LABELS, encode, inline_ref, running_engine, settings, solid
 
 from shared import storage
 from shared.errors import BucketeyeError
 from shared.models.loader import download_model, load_model, open_model
-
-from _unit_support import PROBE_LABELS, encode, inline_ref, running_engine, settings, solid
 
 BUCKET = "models"
 

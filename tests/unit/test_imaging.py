@@ -12,13 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _unit_support import REPO, encode, solid, subprocess_env
 from PIL import Image, ImageFile
 
 from shared.config import Settings
 from shared.errors import BucketeyeError
 from shared.imaging import decode_image, to_rgb
-
-from _unit_support import REPO, encode, solid, subprocess_env
 
 BIG = 10 ** 9
 RED, BLUE, GREY = (220, 20, 30), (20, 30, 220), (128, 128, 128)

@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from _unit_support import settings
+
 from shared.errors import BucketeyeError
 from shared.models import loader, runtimes
 

@@ -8,13 +8,22 @@ import re
 
 import numpy as np
 import pytest
+from _unit_support import (
+    DETECTION_COUNT,
+    PROBE_LABELS,
+    PROBE_SCALE,
+    PROBE_SIZE,
+    encode,
+    inline_ref,
+    running_engine,
+    settings,
+    solid,
+    write_json,
+)
 
 from shared.errors import BucketeyeError
 from shared.models import runtimes
 from shared.models.loader import load_model, open_model
-
-from _unit_support import (DETECTION_COUNT, PROBE_LABELS, PROBE_SCALE, PROBE_SIZE, encode, inline_ref,
-                           running_engine, settings, solid, write_json)
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 COLOURS = {"red": RED, "green": GREEN, "blue": BLUE}

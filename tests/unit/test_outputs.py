@@ -5,12 +5,11 @@ import math
 
 import numpy as np
 import pytest
+from _unit_support import LABEL_MAP
 
 from shared.errors import BucketeyeError
 from shared.models.labels import Labels, find_labels
 from shared.postprocess import detections, is_detection, looks_like_probabilities, softmax, top_k
-
-from _unit_support import LABEL_MAP
 
 NAMES = Labels({0: "zero", 1: "one", 2: "two", 3: "three", 4: "four"})
 

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from _unit_support import REPO, encode, inline_ref, running_engine, subprocess_env
+from PIL import Image
 
 CATS = range(281, 286)      # tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE = (967, 968)         # espresso, cup

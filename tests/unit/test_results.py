@@ -6,13 +6,12 @@ import json
 import logging
 
 import pytest
+from _unit_support import check_record_types, encode, inline_ref, running_engine, solid
 
 from shared import APP_NAME, SCHEMA_VERSION, result_log
 from shared.errors import ERROR_CODES, BucketeyeError
 from shared.refs import ImageRef
 from shared.results import Detection, ImageInfo, Prediction, Result, make_result_id
-
-from _unit_support import check_record_types, encode, inline_ref, running_engine, solid
 
 MODEL = {"name": "probe", "version": "3", "id": "probe@3"}
 REF = ImageRef(trigger="storage", uri="gs://photos/cats/tom.jpg", bucket="photos", object="cats/tom.jpg",
@@ -114,8 +113,9 @@ def test_every_error_code_makes_a_well_typed_record(code):
 
 
 def test_records_from_the_engine_keep_their_types(tflite_model):
-    from shared.models.loader import open_model
     from _unit_support import settings
+
+    from shared.models.loader import open_model
 
     model = open_model(tflite_model, settings())
     refs = [inline_ref(encode(solid((200, 0, 0)), "JPEG"), "a"), inline_ref(b"junk", "b"),

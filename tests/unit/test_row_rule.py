@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -22,7 +22,7 @@ from shared.result_log import _ResultHandler, log_result
 from shared.results import ImageInfo, Prediction, Result
 
 MODEL = {"name": "m", "version": "1", "id": "m@1"}
-START = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(params=["infra-sql", "built-in"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import SETTINGS, Settings, SettingError, non_defaults
+from shared.config import SETTINGS, SettingError, Settings, non_defaults
 
 
 @pytest.mark.parametrize("name, value, allowed", [

@@ -7,8 +7,7 @@ from PIL import Image
 
 from shared.errors import BucketeyeError
 from shared.imaging import draft_size
-from shared.models.spec import (DEFAULT_SIZE, InputSpec, apply_metadata, apply_overrides, parse_range,
-                                spec_from_shape)
+from shared.models.spec import DEFAULT_SIZE, InputSpec, apply_metadata, apply_overrides, parse_range, spec_from_shape
 from shared.preprocess import preprocess, resize, to_array
 
 RED, GREEN, BLUE, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 255), (0, 0, 0)
