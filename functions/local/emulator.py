@@ -12,10 +12,10 @@ import platform
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from functions.local.probe import answers
 
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
@@ -91,12 +91,9 @@ class GcsEmulator:
                 code = self._process.returncode
                 self._process = None
                 raise RuntimeError(f"fake-gcs-server exited with code {code} (is port {self.port} free?)")
-            try:
-                with urllib.request.urlopen(f"{self.url}/storage/v1/b", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.1)
+            if answers(f"{self.url}/storage/v1/b"):
+                return
+            time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"fake-gcs-server did not answer on {self.url} within {timeout:.0f} s")
 

@@ -1,10 +1,8 @@
 """google-cloud-storage clients for the emulator (anonymous, endpoint = the emulator's url)."""
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
-
 from functions.local.defaults import PROJECT
+from functions.local.probe import answers
 
 
 def client(url: str):
@@ -14,11 +12,7 @@ def client(url: str):
 
 
 def reachable(url: str, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/storage/v1/b", timeout=timeout) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
+    return answers(f"{url}/storage/v1/b", timeout)
 
 
 def ensure_buckets(url: str, names) -> None:

@@ -9,11 +9,10 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from functions.local.errors import LocalError
+from functions.local.probe import answers
 
 PACKAGE = "google-cloud-cli-pubsub-emulator"
 
@@ -104,11 +103,7 @@ class PubSubEmulator:
 
 
 def reachable(host: str, timeout_s: float = 1.0) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{host}/", timeout=timeout_s) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
+    return answers(f"http://{host}/", timeout_s)
 
 
 if __name__ == "__main__":
