@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from functions.local.emulator import free_port
+from functions.local.emulator import GcsEmulator, free_port
 from functions.local.pubsub_emulator import PubSubEmulator, missing
 
 _projects = itertools.count(1)
@@ -21,6 +21,15 @@ def pubsub_emulator(tmp_path_factory):
         pytest.skip(problem)
     root = tmp_path_factory.mktemp("pubsub-emulator")
     with PubSubEmulator(root / "data", port=free_port(), log_path=root / "emulator.log") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    """A Cloud Storage emulator (fake-gcs-server) for one test module. The functional and
+    reliability suites share one for the whole session instead (their own conftest.py)."""
+    root = tmp_path_factory.mktemp("gcs")
+    with GcsEmulator(root / "data", log_path=root / "emulator.log") as running:
         yield running
 
 

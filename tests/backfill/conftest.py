@@ -12,7 +12,6 @@ import pytest
 from PIL import Image
 
 from functions.local import pubsub
-from functions.local.emulator import GcsEmulator, free_port
 from functions.local.gcs import client as gcs_client
 
 BUCKET = "archive"
@@ -117,12 +116,6 @@ def png(seed: int) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8), (seed * 37 % 256, seed * 91 % 256, seed * 53 % 256)).save(buffer, "PNG")
     return buffer.getvalue()
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
-    with GcsEmulator(tmp_path_factory.mktemp("gcs"), port=free_port()) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import json
 import pytest
 
 from functions.cli import main
-from functions.local.emulator import GcsEmulator, free_port
 from functions.local.gcs import client as gcs_client
 from functions.local.statedir import StateDir
 from shared.refs import ImageRef
@@ -36,12 +35,6 @@ def _result(uri: str, generation: str, *, label: str | None = None, score: float
                   predictions=[Prediction(label, 7, score)] if label else [], detections=list(detections),
                   image=ImageInfo("PNG", 1, 1), error=BucketeyeError(error) if error else None,
                   timings_ms={"total": 1.0}).to_record()
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
-    with GcsEmulator(tmp_path_factory.mktemp("gcs"), port=free_port()) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

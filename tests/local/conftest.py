@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from functions.local.emulator import GcsEmulator, free_port
 from functions.local.statedir import StateDir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,8 +36,3 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, what: str
 def state(tmp_path) -> StateDir:
     return StateDir(tmp_path / "state").ensure()
 
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
-    with GcsEmulator(tmp_path_factory.mktemp("gcs"), port=free_port()) as running:
-        yield running

@@ -13,15 +13,6 @@ from shared.models.loader import download_model, load_model, open_model
 BUCKET = "models"
 
 
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
-    from functions.local.emulator import GcsEmulator
-
-    root = tmp_path_factory.mktemp("gcs")
-    with GcsEmulator(root / "data", log_path=root / "emulator.log") as running:
-        yield running
-
-
 @pytest.fixture
 def gcs(emulator, monkeypatch):
     """A storage client talking to the emulator, with a fresh bucket."""
