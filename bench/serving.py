@@ -5,48 +5,38 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import resource
 import shutil
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
 from bench.cpu import children, cpu_seconds
 from bench.timing import percentile
 from functions.local.emulator import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
+from functions.local.server_process import ServerProcess, server_env
+from functions.routes import HEALTH_ROUTE
 
 
 class Server:
-    """`python main.py serve` as a subprocess, its stdout (the result log) kept in a file."""
+    """`python main.py serve` as a subprocess, its stdout (the result log) kept in a file and
+    its stderr beside it (shown if it fails to start)."""
 
     def __init__(self, log_path: Path, env: dict | None = None):
-        self.port = free_port()
+        log_path.unlink(missing_ok=True)  # engine_totals_ms reads this server's lines only
         self.log_path = log_path
-        self.started = time.perf_counter()
-        self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "main.py", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                                     cwd=ROOT, env={**os.environ, **(env or {})}, stdout=self._log,
-                                     stderr=subprocess.DEVNULL)
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = ServerProcess(port=free_port(), env=server_env(env), stdout=log_path,
+                                     stderr=log_path.with_suffix(".stderr.log"))
+        self.process.start()
+        self.url, self.pid, self.started = self.process.url, self.process.pid, self.process.started
 
     def wait_ready(self, timeout: float = 60.0) -> float:
         """Seconds from process start until /health answers 200."""
-        deadline = time.perf_counter() + timeout
-        while time.perf_counter() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=1) as response:
-                    if response.status == 200:
-                        return time.perf_counter() - self.started
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.005)
-        raise RuntimeError("the server did not become ready")
+        self.process.wait_ready(HEALTH_ROUTE, lambda response: response.status_code == 200, timeout,
+                                interval=0.005)
+        return time.perf_counter() - self.started
 
     def post(self, data: bytes, content_type: str = "image/jpeg") -> dict:
         request = urllib.request.Request(self.url + "/", data=data, headers={"Content-Type": content_type})
@@ -54,16 +44,16 @@ class Server:
             return json.loads(response.read())
 
     def worker_pids(self) -> list[int]:
-        return children(self.proc.pid)
+        return children(self.pid)
 
     def cpu_seconds(self) -> float:
         """CPU seconds the server's processes (master and workers) have used so far."""
-        return cpu_seconds(self.proc.pid)
+        return cpu_seconds(self.pid)
 
     def peak_rss_bytes(self) -> int:
         """Peak resident memory (VmHWM) of the server and its worker, the larger."""
         peaks = []
-        for pid in [self.proc.pid, *self.worker_pids()]:
+        for pid in [self.pid, *self.worker_pids()]:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
                     peaks.append(int(line.split()[1]) * 1024)
@@ -80,12 +70,7 @@ class Server:
         return totals
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self._log.close()
+        self.process.stop(timeout=10)
 
 
 def tensorflow_import_s() -> float:

@@ -12,11 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
-import subprocess
-import sys
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -38,11 +34,12 @@ from cloudevents.http import CloudEvent
 from PIL import Image, PngImagePlugin
 
 from functions.local.emulator import GcsEmulator, free_port
+from functions.local.server_process import ServerExited, ServerProcess
+from functions.local.server_process import server_env as launcher_env
 from shared.config import SETTINGS
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
-PYTHON = sys.executable
 HOST = "127.0.0.1"
 
 STARTUP_TIMEOUT_S = 90.0
@@ -121,61 +118,29 @@ class ServerLog:
 
 # --- servers ------------------------------------------------------------------------------
 
-class ServerExited(RuntimeError):
-    pass
+class Server(ServerProcess):
+    """A server on a loopback port, its stdout (the result lines) and stderr kept in files."""
 
-
-@dataclass
-class Server:
-    name: str
-    process: subprocess.Popen
-    port: int
-    log: ServerLog
-    stderr_path: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+    def __init__(self, name: str, workdir: Path, attempt: int, env: dict, *, target: str | None,
+                 signature_type: str):
+        self.log = ServerLog(workdir / f"stdout-{attempt}.log")
+        self.stderr_path = workdir / f"stderr-{attempt}.log"
+        # The caller's process group: a signal to the whole run (Ctrl-C, a CI timeout) stops servers too.
+        super().__init__(port=free_port(HOST), env=env, host=HOST, target=target, signature_type=signature_type,
+                         stdout=self.log.path, stderr=self.stderr_path, name=name, new_session=False)
 
     def stderr_tail(self, size: int = 4000) -> str:
-        text = self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
-        return text[-size:]
+        return self.log_tail(size)
 
-    def wait_ready(self, probe: str, ready, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ServerExited(f"{self.name} exited with {self.process.returncode}:\n{self.stderr_tail()}")
-            try:
-                response = requests.get(self.url + probe, timeout=2)
-                if ready(response):
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} was not ready within {timeout:.0f}s:\n{self.stderr_tail()}")
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()  # gunicorn's master stops its worker gracefully
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()  # an orphaned gunicorn worker notices and exits by itself
-                self.process.wait()
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
 
 
 def server_env(extra: dict) -> dict:
     """A clean environment: none of the caller's bucketeye settings leak in."""
     dropped = set(SETTINGS) - {"MODEL_CACHE_DIR"} | {"STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT", "WORKERS",
                                                         "THREADS", "PORT", "LOG_EXECUTION_ID"}
-    env = {key: value for key, value in os.environ.items() if key not in dropped}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update({key: str(value) for key, value in extra.items()})
-    return env
+    return launcher_env(extra, drop=dropped)
 
 
 def launch(name: str, workdir: Path, env: dict, *, target: str | None = None, signature_type: str = "http",
@@ -185,17 +150,8 @@ def launch(name: str, workdir: Path, env: dict, *, target: str | None = None, si
     workdir.mkdir(parents=True, exist_ok=True)
     last_error: Exception | None = None
     for attempt in range(attempts):
-        port = free_port(HOST)
-        if target is None:
-            argv = [PYTHON, "main.py", "serve", "--host", HOST, "--port", str(port)]
-        else:
-            argv = [PYTHON, "-m", "functions_framework", "--target", target, "--signature-type", signature_type,
-                    "--source", "main.py", "--host", HOST, "--port", str(port)]
-        stdout_path, stderr_path = workdir / f"stdout-{attempt}.log", workdir / f"stderr-{attempt}.log"
-        with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
-            # Same process group as pytest: a signal to the whole run (Ctrl-C, a CI timeout) stops servers too.
-            process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        server = Server(name, process, port, ServerLog(stdout_path), stderr_path)
+        server = Server(name, workdir, attempt, env, target=target, signature_type=signature_type)
+        server.start()
         try:
             server.wait_ready(probe, ready, STARTUP_TIMEOUT_S)
             return server

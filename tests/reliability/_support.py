@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import random
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -20,6 +16,7 @@ from pathlib import Path
 
 import requests
 
+from functions.local import server_process
 from shared.config import SETTINGS
 from tests.reliability import _corpus
 
@@ -95,53 +92,28 @@ def clean_env(extra: dict) -> dict:
     """The caller's environment without any bucketeye setting, plus `extra`."""
     dropped = set(SETTINGS) - {"MODEL_CACHE_DIR"} | {"STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT", "WORKERS",
                                                         "THREADS", "PORT"}
-    env = {key: value for key, value in os.environ.items() if key not in dropped}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update({key: str(value) for key, value in extra.items()})
-    return env
+    return server_process.server_env(extra, drop=dropped)
 
 
-class ServerProcess:
+class ServerProcess(server_process.ServerProcess):
     """`python main.py serve` on a free loopback port; stdout and stderr kept in files."""
 
     def __init__(self, name: str, workdir: Path, env: dict):
-        self.name = name
         self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.env = env
         self.stdout_path = self.workdir / "stdout.log"
         self.stderr_path = self.workdir / "stderr.log"
-        self.process: subprocess.Popen | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        super().__init__(port=0, env=env, host=HOST, stdout=self.stdout_path, stderr=self.stderr_path, name=name)
 
     def start(self, *, expect: str = "ready", timeout: float = 120.0) -> ServerProcess:
         for _ in range(3):  # a port taken between choosing and binding: try another
             self.port = free_port()
-            with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
-                self.process = subprocess.Popen(
-                    [sys.executable, "main.py", "serve", "--host", HOST, "--port", str(self.port)],
-                    cwd=REPO, env=self.env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-            if self._wait(expect, timeout):
-                return self
-        raise RuntimeError(f"{self.name} did not start:\n{self.stderr_tail()}")
-
-    def _wait(self, expect: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                return False
+            super().start()
             try:
-                body = requests.get(self.url + "/healthz", timeout=2).json()
-                if body.get("status") == expect:
-                    return True
-            except (requests.RequestException, ValueError):
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} was not {expect} within {timeout:.0f} s:\n{self.stderr_tail()}")
+                self.wait_ready("/healthz", lambda response: response.json().get("status") == expect, timeout)
+                return self
+            except server_process.ServerExited:
+                continue
+        raise RuntimeError(f"{self.name} did not start:\n{self.stderr_tail()}")
 
     def worker_pid(self) -> int:
         workers = wait_for(lambda: children(self.process.pid), timeout=30, what="the gunicorn worker")
@@ -155,7 +127,7 @@ class ServerProcess:
             return False
 
     def stderr_tail(self, size: int = 4000) -> str:
-        return self.stderr_path.read_text(errors="replace")[-size:] if self.stderr_path.exists() else ""
+        return self.log_tail(size)
 
     def stdout_text(self) -> str:
         return self.stdout_path.read_text(encoding="utf-8", errors="replace") if self.stdout_path.exists() else ""
@@ -171,17 +143,6 @@ class ServerProcess:
             if isinstance(record, dict) and record.get("app") == "bucketeye":
                 found.setdefault(record["result_id"], []).append(record)
         return found
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                for pid in children(self.process.pid):
-                    os.kill(pid, signal.SIGKILL)
-                self.process.kill()
-                self.process.wait()
 
 
 class Store:
