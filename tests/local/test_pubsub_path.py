@@ -14,7 +14,8 @@ from functions.local.server_process import FunctionsServer
 from functions.local.stack import Stack, StackConfig
 from functions.local.statedir import StateDir
 from tests.conftest import fresh_project
-from tests.local.conftest import PHOTOS, run_cli, wait_for
+from tests.local.conftest import PHOTOS, run_cli
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.functional  # real servers on loopback
 

@@ -12,7 +12,7 @@ import pytest
 from bench.cpu import children
 from functions.local.emulator import free_port
 from functions.local.server_process import ServerExited, ServerNotReady, ServerProcess, server_env
-from tests.local.conftest import wait_for
+from tests.waiting import wait_for
 
 HOST = "127.0.0.1"
 

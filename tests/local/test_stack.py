@@ -14,7 +14,8 @@ from functions.local.defaults import DEFAULT_BUCKET
 from functions.local.emulator import free_port
 from functions.local.statedir import StateDir
 from functions.local.warehouse import Warehouse
-from tests.local.conftest import PHOTOS, REPO, run_cli, wait_for
+from tests.local.conftest import PHOTOS, REPO, run_cli
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.functional  # real servers on loopback
 

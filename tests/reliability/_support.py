@@ -17,8 +17,10 @@ from pathlib import Path
 import requests
 
 from functions.local import server_process
+from functions.local.emulator import free_port
 from shared.config import SETTINGS
 from tests.reliability import _corpus
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -41,23 +43,6 @@ def figure(name: str, **values) -> str:
 def _gcs_client(url: str):
     from functions.local import gcs
     return gcs.client(url)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(predicate, *, timeout: float, interval: float = 0.05, what: str = "a condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 # --- /proc ----------------------------------------------------------------------------------
