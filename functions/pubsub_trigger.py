@@ -9,7 +9,7 @@ storage_trigger):
 from __future__ import annotations
 
 from functions import parsing
-from functions.delivery import Delivery, Undeliverable, from_envelope
+from functions.delivery import Delivery
 from shared.errors import BucketeyeError
 from shared.refs import ImageRef
 from shared.storage import parse_gs_uri
@@ -73,13 +73,3 @@ def _uri_ref(uri, message: Delivery, key=None) -> ImageRef:
     return ImageRef(trigger="pubsub", uri=f"gs://{target.bucket}/{target.name}", bucket=target.bucket,
                     object=target.name, event_id=message.id, key=parsing.key_text(key))
 
-
-# What tools that publish messages check their envelopes with.
-def parse_envelope(body) -> Delivery:
-    try:
-        return from_envelope(body, "pubsub")
-    except Undeliverable as exc:
-        raise exc.error from None
-
-
-refs_from_message = refs

@@ -84,10 +84,3 @@ def ref_from_object(resource, *, event_id: str, trigger: str = "storage") -> Ima
         md5_hash=parsing.text(resource.get("md5Hash"), "md5Hash", max_chars=64),
     )
 
-
-def refs_from_cloudevent(event_type: str, event_id: str, data) -> list[ImageRef]:
-    """A storage CloudEvent's type, id and data -> refs (what tools that build events check)."""
-    if not event_type.startswith("google.cloud.storage.object.v1."):
-        raise BucketeyeError("bad_message", f"not a Cloud Storage event: {event_type[:100]!r}")
-    body = data if isinstance(data, bytes) else data.encode() if isinstance(data, str) else json.dumps(data).encode()
-    return refs(Delivery("storage", event_id, data=body, event_type=event_type))

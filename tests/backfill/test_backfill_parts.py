@@ -64,7 +64,8 @@ def test_the_checkpoint_is_per_run_and_written_atomically(tmp_path):
 
 
 def test_messages_are_what_the_pubsub_route_parses():
-    from functions.pubsub_trigger import parse_envelope, refs_from_message
+    from functions.delivery import from_envelope
+    from functions.pubsub_trigger import refs
     from shared.config import Settings
     from tests.events import pubsub_push
     uris = [f"gs://b/photos/{i}.jpg" for i in range(7)] + ["gs://b/naïve name #1.png"]
@@ -73,7 +74,6 @@ def test_messages_are_what_the_pubsub_route_parses():
     for group, data in batch:
         assert json.loads(data) == {"uris": group}
         push = pubsub_push(data, dict(messages.ATTRIBUTES), description="test")
-        refs = refs_from_message(parse_envelope(json.loads(push.body)),
-                                 max_images=Settings.from_env({}).max_instances)
-        assert [ref.uri for ref in refs] == group
-        assert all(ref.trigger == "pubsub" and ref.bucket == "b" for ref in refs)
+        parsed = refs(from_envelope(json.loads(push.body), "pubsub"), max_images=Settings.from_env({}).max_instances)
+        assert [ref.uri for ref in parsed] == group
+        assert all(ref.trigger == "pubsub" and ref.bucket == "b" for ref in parsed)
