@@ -15,7 +15,8 @@ from functions.cli_args import expand_paths, positive_int
 from shared.config import SettingError, Settings
 from shared.errors import BucketeyeError
 
-TOOL_PACKAGES = ("functions.local", "functions.backfill", "functions.report", "functions.dataset")
+TOOL_PACKAGES = ("functions.local", "functions.warehouse", "functions.console", "functions.backfill", "functions.report",
+                 "functions.dataset")
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from functions.cli_args import positive_int
-from functions.local.errors import EXIT_USAGE, LocalError
+from functions.console.errors import EXIT_USAGE, CommandError
 from functions.routes import HEALTH_ROUTE
 
 DEFAULT_PER_MESSAGE = 50
@@ -71,7 +71,7 @@ def run(args) -> int:
     target = parse_target(args.target)
     local = args.local or args.state_dir is not None
     if local and args.topic:
-        raise LocalError("--topic publishes to Pub/Sub; --local (or --state-dir) feeds the local stack: "
+        raise CommandError("--topic publishes to Pub/Sub; --local (or --state-dir) feeds the local stack: "
                          "choose one", EXIT_USAGE)
     setup = _local_setup(args, target) if local else _cloud_setup(args, target)
     return Session(args, target, **setup).run()
@@ -119,7 +119,7 @@ def _cloud_setup(args, target) -> dict:
     project = args.project or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
     topic = args.topic or os.environ.get("BACKFILL_TOPIC") or (DEFAULT_TOPIC_NAME if project else None)
     if not topic:
-        raise LocalError("where should the work go? give --topic projects/PROJECT/topics/TOPIC, set BACKFILL_TOPIC "
+        raise CommandError("where should the work go? give --topic projects/PROJECT/topics/TOPIC, set BACKFILL_TOPIC "
                          "(export $(terraform -chdir=infra output -raw backfill_env)) or GOOGLE_CLOUD_PROJECT, or "
                          "use --local for the local stack", EXIT_USAGE)
     topic = topic_path(topic, project)

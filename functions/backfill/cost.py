@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from functions.local.errors import EXIT_USAGE, LocalError
+from functions.console.errors import EXIT_USAGE, CommandError
 
 COST_PER_IMAGE_USD = 3.50 / 1_000_000
 IMAGES_PER_SECOND_PER_INSTANCE = 130.0
@@ -35,9 +35,9 @@ def _env_float(name: str, default: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise LocalError(f"{name}={raw!r} is not a number", EXIT_USAGE) from None
+        raise CommandError(f"{name}={raw!r} is not a number", EXIT_USAGE) from None
     if value < 0:
-        raise LocalError(f"{name}={raw!r} must not be negative", EXIT_USAGE)
+        raise CommandError(f"{name}={raw!r} must not be negative", EXIT_USAGE)
     return value
 
 

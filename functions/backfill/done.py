@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from functions.local.errors import EXIT_USAGE, LocalError
+from functions.console.errors import EXIT_USAGE, CommandError
 from shared.errors import FINAL_CODES
 
 CHUNK = 1000  # URIs per query
@@ -58,7 +58,7 @@ class DuckDBResults:
     def done(self, model_id: str, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
         import duckdb
 
-        from functions.local.warehouse import Warehouse
+        from functions.warehouse.store import Warehouse
         if not pairs or not self.path.exists():  # no warehouse yet: nothing was classified
             return set()
         wanted = set(pairs)
@@ -69,7 +69,7 @@ class DuckDBResults:
                 rows = Warehouse(self.path).query(self.sql, [model_id, uris[start:start + self.chunk]],
                                                   timeout_s=60)[1]
             except duckdb.Error as exc:
-                raise LocalError(f"asking {self.path} which images have results failed: "
+                raise CommandError(f"asking {self.path} which images have results failed: "
                                  f"{str(exc).splitlines()[0]}") from None
             found.update((uri, str(generation or "")) for uri, generation in rows)
         return found & wanted
@@ -82,7 +82,7 @@ class BigQueryResults:
                  client=None):
         parts = dataset.split(".")
         if len(parts) != 2 or not all(parts):
-            raise LocalError(f"--results {dataset!r}: give the BigQuery dataset as PROJECT.DATASET", EXIT_USAGE)
+            raise CommandError(f"--results {dataset!r}: give the BigQuery dataset as PROJECT.DATASET", EXIT_USAGE)
         self.project = parts[0]
         self.table = f"{dataset}.results"
         self.sql = BIGQUERY_SQL.format(results=self.table, done=_which(redo_errors, which))
@@ -109,7 +109,7 @@ class BigQueryResults:
             try:
                 rows = self.client().query_and_wait(self.sql, job_config=config)
             except gexc.GoogleAPICallError as exc:
-                raise LocalError(f"asking {self.table} which images have results failed: {exc.message}") from None
+                raise CommandError(f"asking {self.table} which images have results failed: {exc.message}") from None
             found.update((row[0], str(row[1] or "")) for row in rows)
         return found & wanted
 

@@ -16,7 +16,7 @@ from rich.progress import (
 from rich.table import Table
 
 from functions.backfill.checkpoint import Counts
-from functions.local.ui import console
+from functions.console.ui import console
 
 
 class RateColumn(TextColumn):

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 
 from functions.backfill.messages import ATTRIBUTES
-from functions.local.errors import EXIT_USAGE, LocalError
+from functions.console.errors import EXIT_USAGE, CommandError
 
 # Client-side batching: many messages per Publish call; flow control bounds what waits in memory.
 MAX_MESSAGES_PER_REQUEST = 100
@@ -34,10 +34,10 @@ def topic_path(topic: str, project: str | None) -> str:
     if topic.startswith("projects/"):
         parts = topic.split("/")
         if len(parts) != 4 or parts[2] != "topics" or not parts[1] or not parts[3]:
-            raise LocalError(f"--topic {topic!r}: expected projects/PROJECT/topics/TOPIC", EXIT_USAGE)
+            raise CommandError(f"--topic {topic!r}: expected projects/PROJECT/topics/TOPIC", EXIT_USAGE)
         return topic
     if not project:
-        raise LocalError(f"--topic {topic!r} names no project: give projects/PROJECT/topics/{topic}", EXIT_USAGE)
+        raise CommandError(f"--topic {topic!r} names no project: give projects/PROJECT/topics/{topic}", EXIT_USAGE)
     return f"projects/{project}/topics/{topic}"
 
 

@@ -10,8 +10,8 @@ from rich.markup import escape
 from functions.backfill import cost, listing, progress, runner
 from functions.backfill.checkpoint import CheckpointFile
 from functions.backfill.done import Nothing
-from functions.local.errors import LocalError
-from functions.local.ui import console, errors
+from functions.console.errors import CommandError
+from functions.console.ui import console, errors
 
 EXIT_INTERRUPTED = 130
 
@@ -94,7 +94,7 @@ class Session:
             self._summary()
             shown = report.failures[:5]
             more = len(report.failures) - len(shown)
-            raise LocalError("publishing failed, so the run stopped (the checkpoint is before the failed page: run "
+            raise CommandError("publishing failed, so the run stopped (the checkpoint is before the failed page: run "
                              "the same command again to continue):\n  " + "\n  ".join(shown)
                              + (f"\n  … and {more} more" if more else "")) from None
         except KeyboardInterrupt:
@@ -103,13 +103,13 @@ class Session:
                           f"(checkpoint {self.checkpoints.path})", markup=False, soft_wrap=True)
             return EXIT_INTERRUPTED
         except gexc.NotFound as exc:
-            raise LocalError(f"not found: {exc.message} (does gs://{self.target.bucket} exist?)") from None
+            raise CommandError(f"not found: {exc.message} (does gs://{self.target.bucket} exist?)") from None
         except (gexc.Forbidden, gexc.Unauthorized) as exc:
-            raise LocalError(f"not allowed: {exc.message} (listing needs storage.objects.list on "
+            raise CommandError(f"not allowed: {exc.message} (listing needs storage.objects.list on "
                              f"gs://{self.target.bucket}, publishing pubsub.topics.publish)") from None
         except gexc.GoogleAPICallError as exc:
             self._summary()
-            raise LocalError(f"listing gs://{self.target.bucket} failed after {report.pages:,} pages: {exc.message}. "
+            raise CommandError(f"listing gs://{self.target.bucket} failed after {report.pages:,} pages: {exc.message}. "
                              "Run the same command again to continue from the checkpoint") from None
         finally:
             if counter is not None:

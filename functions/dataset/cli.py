@@ -6,7 +6,7 @@ import argparse
 import os
 
 from functions.cli_args import expand_paths, positive_int
-from functions.local.errors import EXIT_USAGE, LocalError
+from functions.console.errors import EXIT_USAGE, CommandError
 
 
 def _share(text: str) -> float:
@@ -65,13 +65,13 @@ def add_commands(sub) -> None:
 def run(args) -> int:
     from rich.markup import escape
 
-    from functions.local.ui import errors
+    from functions.console.ui import errors
     try:
         if args.dataset_command == "export":
             return run_export(args)
         if args.dataset_command == "faces":
             return run_faces(args)
-    except LocalError as exc:
+    except CommandError as exc:
         errors.print("[red]bucketeye:[/] " + escape(exc.message), soft_wrap=True)
         return exc.exit_code
     return EXIT_USAGE
@@ -84,7 +84,7 @@ def _source(args):
     from functions.local.statedir import resolve
     state = resolve(args.state_dir)
     if not state.warehouse.exists():
-        raise LocalError(f"there are no local results ({state.warehouse} does not exist): run the local stack "
+        raise CommandError(f"there are no local results ({state.warehouse} does not exist): run the local stack "
                          "first, or read BigQuery with --bigquery PROJECT.DATASET", EXIT_USAGE)
     info = state.running_stack()
     if info and info.get("gcs_url") and not os.environ.get("STORAGE_EMULATOR_HOST"):
@@ -93,9 +93,9 @@ def _source(args):
 
 
 def run_export(args) -> int:
+    from functions.console.ui import console
     from functions.dataset.export import ExportOptions, check_output, export
     from functions.dataset.rows import Filters
-    from functions.local.ui import console
     from shared.config import Settings
     check_output(args.out)
     options = ExportOptions(out=args.out, formats=tuple(dict.fromkeys(args.formats or ("tfrecord", "csv", "jsonl"))),
@@ -119,15 +119,15 @@ def run_export(args) -> int:
 def run_faces(args) -> int:
     from pathlib import Path
 
+    from functions.console.ui import console
     from functions.dataset.faces import FaceOptions, build
-    from functions.local.ui import console
     from shared.config import Settings
     paths = [p for p in expand_paths([args.src]) if Path(p).is_file()]
     if not paths:
-        raise LocalError(f"no photos found in {args.src}", EXIT_USAGE)
+        raise CommandError(f"no photos found in {args.src}", EXIT_USAGE)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
-        raise LocalError(f"{args.out} exists and is not a folder", EXIT_USAGE)
+        raise CommandError(f"{args.out} exists and is not a folder", EXIT_USAGE)
     options = FaceOptions(size=args.size, margin=args.margin, max_roll=args.max_angle, max_yaw=args.max_angle,
                           validation_share=args.validation, sunglasses_score=args.sunglasses_score,
                           phash_distance=args.phash_distance)

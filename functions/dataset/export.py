@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from functions.console.errors import EXIT_USAGE, CommandError
 from functions.dataset import rows as dataset_rows
 from functions.dataset import writers
-from functions.local.errors import EXIT_USAGE, LocalError
 from shared.errors import BucketeyeError
 
 FORMATS = ("tfrecord", "csv", "jsonl")
@@ -41,7 +41,7 @@ def export(source, options: ExportOptions, *, max_image_bytes: int, timeout_s: f
     selection = dataset_rows.select(found, options.filters, task=options.task,
                                     validation_share=options.validation_share)
     if not selection.examples:
-        raise LocalError(f"no result in {source.description} passes the filters ({len(found)} results read, "
+        raise CommandError(f"no result in {source.description} passes the filters ({len(found)} results read, "
                          f"{len(selection.skipped)} dropped)")
     remote = options.out.startswith("gs://")
     folder = Path(tempfile.mkdtemp(prefix="bucketeye-dataset-")) if remote else Path(options.out)
@@ -146,7 +146,7 @@ def _upload(folder: Path, target: str) -> list[str]:
         try:
             bucket.blob(prefix + path.name).upload_from_filename(str(path))
         except GoogleAPICallError as exc:
-            raise LocalError(f"writing gs://{bucket_name}/{prefix}{path.name} failed: {exc.message}") from None
+            raise CommandError(f"writing gs://{bucket_name}/{prefix}{path.name} failed: {exc.message}") from None
         written.append(f"gs://{bucket_name}/{prefix}{path.name}")
     return written
 
@@ -166,12 +166,12 @@ def check_output(out: str) -> None:
     if out.startswith("gs://"):
         bucket, _, prefix = out[5:].partition("/")
         if not bucket:
-            raise LocalError(f"{out!r} names no bucket: use gs://BUCKET/PREFIX", EXIT_USAGE)
+            raise CommandError(f"{out!r} names no bucket: use gs://BUCKET/PREFIX", EXIT_USAGE)
         _check_new_prefix(bucket, prefix.strip("/"))
         return
     path = Path(out)
     if path.exists() and not path.is_dir():
-        raise LocalError(f"{out} exists and is not a folder", EXIT_USAGE)
+        raise CommandError(f"{out} exists and is not a folder", EXIT_USAGE)
 
 
 def _check_new_prefix(bucket: str, prefix: str) -> None:
@@ -183,7 +183,7 @@ def _check_new_prefix(bucket: str, prefix: str) -> None:
     try:
         taken = client().bucket(bucket).blob(manifest).exists()
     except GoogleAPICallError as exc:
-        raise LocalError(f"cannot check gs://{bucket}/{manifest}: {exc.message}") from None
+        raise CommandError(f"cannot check gs://{bucket}/{manifest}: {exc.message}") from None
     if taken:
-        raise LocalError(f"gs://{bucket}/{manifest} exists: that prefix already holds a dataset; give a new one "
+        raise CommandError(f"gs://{bucket}/{manifest} exists: that prefix already holds a dataset; give a new one "
                          "(e.g. a version suffix)", EXIT_USAGE)

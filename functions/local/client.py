@@ -10,10 +10,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from functions.local import gcs, pubsub, topology, ui
-from functions.local.errors import EXIT_USAGE, LocalError, not_running
+from functions.console.errors import EXIT_USAGE, CommandError
+from functions.console.ui import progress
+from functions.local import gcs, pubsub, topology
 from functions.local.statedir import StateDir
-from functions.local.warehouse import Warehouse
+from functions.warehouse.store import Warehouse
 from shared.errors import BucketeyeError
 from shared.storage import parse_gs_uri
 
@@ -23,11 +24,12 @@ PUBSUB_MAX_BYTES = 10 * 1024 * 1024  # Pub/Sub's message size limit
 def running(state: StateDir) -> dict:
     info = state.running_stack()
     if info is None:
-        raise not_running()
+        raise CommandError("the local stack is not running: start it with `python main.py up` "
+                           "(in another terminal), or run `python main.py demo`")
     if not info.get("gcs_url"):
-        raise LocalError(f"the local stack on {state.root} is still starting: try again in a moment")
+        raise CommandError(f"the local stack on {state.root} is still starting: try again in a moment")
     if not gcs.reachable(info["gcs_url"]):
-        raise LocalError(f"the local stack's GCS emulator does not answer on {info['gcs_url']}: "
+        raise CommandError(f"the local stack's GCS emulator does not answer on {info['gcs_url']}: "
                          "restart the stack with `python main.py up`")
     return info
 
@@ -35,7 +37,7 @@ def running(state: StateDir) -> dict:
 def check_bucket(info: dict, bucket: str) -> None:
     if bucket not in info.get("buckets", []):
         served = ", ".join(info.get("buckets", [])) or "none"
-        raise LocalError(f"unknown bucket {bucket!r}: the local stack serves {served}. Restart it with "
+        raise CommandError(f"unknown bucket {bucket!r}: the local stack serves {served}. Restart it with "
                          f"`python main.py up --bucket {bucket}` to add it", EXIT_USAGE)
 
 
@@ -63,9 +65,9 @@ def object_names(paths: list[str], prefix: str) -> list[tuple[str, str]]:
         elif path.is_file():
             pairs.append((given, prefix + path.name))
         else:
-            raise LocalError(f"no such file or directory: {given}", EXIT_USAGE)
+            raise CommandError(f"no such file or directory: {given}", EXIT_USAGE)
     if not pairs:
-        raise LocalError("no image files found in " + " ".join(paths), EXIT_USAGE)
+        raise CommandError("no image files found in " + " ".join(paths), EXIT_USAGE)
     return pairs
 
 
@@ -91,7 +93,7 @@ def _publish(info: dict, data: bytes, what: str) -> str:
     try:
         return pubsub.publish(info["pubsub_host"], requests_topic(info), data)
     except (GoogleAPICallError, TimeoutError) as exc:
-        raise LocalError(f"publishing {what} to the local Pub/Sub emulator ({info['pubsub_host']}) failed: "
+        raise CommandError(f"publishing {what} to the local Pub/Sub emulator ({info['pubsub_host']}) failed: "
                          f"{exc}") from None
 
 
@@ -100,7 +102,7 @@ def publish_uris(info: dict, uris: list[str]) -> str:
         try:
             target = parse_gs_uri(uri)
         except BucketeyeError as exc:
-            raise LocalError(exc.message, EXIT_USAGE) from None
+            raise CommandError(exc.message, EXIT_USAGE) from None
         check_bucket(info, target.bucket)
     data = {"uri": uris[0]} if len(uris) == 1 else {"uris": uris}
     return _publish(info, json.dumps(data).encode(), " ".join(uris))
@@ -108,11 +110,11 @@ def publish_uris(info: dict, uris: list[str]) -> str:
 
 def publish_image(info: dict, path: str) -> str:
     if not os.path.isfile(path):
-        raise LocalError(f"no such file: {path}", EXIT_USAGE)
+        raise CommandError(f"no such file: {path}", EXIT_USAGE)
     raw = Path(path).read_bytes()
     data = json.dumps({"b64": base64.b64encode(raw).decode(), "key": Path(path).name}).encode()
     if len(data) > PUBSUB_MAX_BYTES:
-        raise LocalError(f"{path} is {len(raw) / 1e6:.1f} MB; inline in a Pub/Sub message (base64) it would exceed "
+        raise CommandError(f"{path} is {len(raw) / 1e6:.1f} MB; inline in a Pub/Sub message (base64) it would exceed "
                          "Pub/Sub's 10 MB limit: upload it instead (`python main.py upload`)", EXIT_USAGE)
     return _publish(info, data, path)
 
@@ -126,7 +128,7 @@ def wait_for_rows(warehouse: Warehouse, uploaded: list[Uploaded], *, state: Stat
            "FROM results WHERE uri IN (SELECT UNNEST(?::VARCHAR[]))")
     deadline = time.monotonic() + timeout_s
     landed: dict = {}
-    with ui.progress() as bar:
+    with progress() as bar:
         task = bar.add_task("classified, in the table", total=len(wanted))
         while True:
             if warehouse.path.exists():
@@ -137,9 +139,9 @@ def wait_for_rows(warehouse: Warehouse, uploaded: list[Uploaded], *, state: Stat
                     return [landed[(item.uri, item.generation)] for item in uploaded]
             problem = failure() if failure else None
             if problem:
-                raise LocalError(problem)
+                raise CommandError(problem)
             if time.monotonic() > deadline:
                 missing = ", ".join(sorted(uri for uri, generation in wanted if (uri, generation) not in landed))
-                raise LocalError(f"no row after {timeout_s:.0f} s for: {missing}. See {state.logs / 'server.log'} "
+                raise CommandError(f"no row after {timeout_s:.0f} s for: {missing}. See {state.logs / 'server.log'} "
                                  "and `python main.py dead-letters`")
             time.sleep(0.2)

@@ -11,7 +11,7 @@ import signal
 import time
 
 from functions.cli_args import positive_int
-from functions.local.errors import EXIT_USAGE, LocalError
+from functions.console.errors import EXIT_USAGE, CommandError
 
 RESULTS_SQL = """SELECT timestamp, COALESCE(uri, key, trigger || ' ' || event_id) AS source, status, top_label,
        ROUND(top_score, 3) AS score, ROUND(total_ms, 1) AS total_ms, error_code
@@ -89,10 +89,10 @@ def run(handler, args) -> int:
     """Run a command's handler: problems the user can fix become one line and an exit code."""
     from rich.markup import escape
 
-    from functions.local.ui import errors
+    from functions.console.ui import errors
     try:
         return handler(args)
-    except LocalError as exc:
+    except CommandError as exc:
         errors.print("[red]bucketeye:[/] " + escape(exc.message), soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -137,41 +137,43 @@ def _log_to_file(state) -> None:
 
 
 def cmd_up(args) -> int:
-    from functions.local import lifecycle, ui
+    from functions.console.ui import console
+    from functions.local import lifecycle
     from functions.local.stack import Stack
+    from functions.local.ui import result_line, stack_card
     config = _config(args)
     _log_to_file(config.state)
 
     # Each row as it lands; dead letters and other trouble come through the log (stderr).
-    stack = Stack(config, on_rows=lambda rows: [ui.console.print(ui.result_line(r)) for r in rows])
+    stack = Stack(config, on_rows=lambda rows: [console.print(result_line(r)) for r in rows])
     with lifecycle.sigterm_interrupts():
         try:
             lifecycle.start(stack)
-            ui.console.print(ui.stack_card(stack.info, config.state.root))
+            console.print(stack_card(stack.info, config.state.root))
             lifecycle.wait_until_stopped(stack)
         except KeyboardInterrupt:
             pass
         finally:
             lifecycle.stop(stack)
-    ui.console.print("local stack stopped")
+    console.print("local stack stopped")
     return 0
 
 
 def cmd_down(args) -> int:
-    from functions.local.ui import console
+    from functions.console.ui import console
     state = _state(args)
     info = state.running_stack()
     if info is None:
         console.print(f"no local stack is running on {state.root}", markup=False)
         return 0
     if not info.get("pid"):
-        raise LocalError(f"a local stack holds {state.lock_path} but has not written its pid yet; try again")
+        raise CommandError(f"a local stack holds {state.lock_path} but has not written its pid yet; try again")
     os.kill(int(info["pid"]), signal.SIGTERM)
     deadline = time.monotonic() + 60
     with console.status("stopping the local stack"):
         while state.running_stack() is not None:
             if time.monotonic() > deadline:
-                raise LocalError(f"the local stack (pid {info['pid']}) did not stop within 60 s")
+                raise CommandError(f"the local stack (pid {info['pid']}) did not stop within 60 s")
             time.sleep(0.2)
     console.print("local stack stopped")
     return 0
@@ -185,9 +187,9 @@ def cmd_demo(args) -> int:
 
 
 def cmd_upload(args) -> int:
+    from functions.console.ui import console, progress, table
     from functions.local import client
-    from functions.local.ui import console, progress, table
-    from functions.local.warehouse import Warehouse
+    from functions.warehouse.store import Warehouse
     state = _state(args)
     pairs = client.object_names(args.paths, args.prefix)
     info = client.running(state)
@@ -207,10 +209,10 @@ def cmd_upload(args) -> int:
 
 
 def cmd_publish(args) -> int:
+    from functions.console.ui import console
     from functions.local import client
-    from functions.local.ui import console
     if not args.uris and not args.image:
-        raise LocalError("publish what? give gs:// URIs or --image PATH", EXIT_USAGE)
+        raise CommandError("publish what? give gs:// URIs or --image PATH", EXIT_USAGE)
     info = client.running(_state(args))
     published = []
     if args.uris:
@@ -226,14 +228,14 @@ def cmd_publish(args) -> int:
 def _print_query(sql: str, state, title: str | None = None) -> int:
     import duckdb
 
-    from functions.local.bq_sql import SqlTranslationError
-    from functions.local.ui import console, table
-    from functions.local.warehouse import Warehouse
+    from functions.console.ui import console, table
+    from functions.warehouse.bq_sql import SqlTranslationError
+    from functions.warehouse.store import Warehouse
     try:
         columns, rows = Warehouse(state.warehouse).query(sql, prepare=_sql_functions(sql, state),
                                                          dialect="bigquery")
     except (duckdb.Error, SqlTranslationError) as exc:
-        raise LocalError(f"SQL error: {exc}", EXIT_USAGE) from None
+        raise CommandError(f"SQL error: {exc}", EXIT_USAGE) from None
     console.print(table(columns, rows, title=title))
     console.print(f"{len(rows)} row{'s' if len(rows) != 1 else ''}", style="dim")
     return 0
@@ -244,7 +246,8 @@ def _sql_functions(sql: str, state):
     import re
     if not re.search(r"\b(classify|classify_top_k)\s*\(|\buploads_objects\b", sql, re.IGNORECASE):
         return None
-    from functions.local import client, gcs, sql_functions
+    from functions.local import client, gcs
+    from functions.warehouse import sql_functions
     info = client.running(state)
     return lambda con: sql_functions.install(con, server_url=info["server_url"], gcs_client=gcs.client(info["gcs_url"]),
                                              buckets=info["buckets"])
@@ -259,8 +262,8 @@ def cmd_results(args) -> int:
 
 
 def cmd_dead_letters(args) -> int:
+    from functions.console.ui import console
     from functions.local import client, dead_letters, topology
-    from functions.local.ui import console
     info = client.running(_state(args))
     letters = dead_letters.read(topology.load(), host=info["pubsub_host"], project=info["project"])
     if not letters:
@@ -275,8 +278,8 @@ def cmd_dead_letters(args) -> int:
 
 
 def cmd_replay(args) -> int:
+    from functions.console.ui import console
     from functions.local import client, dead_letters, topology
-    from functions.local.ui import console
     info = client.running(_state(args))
     outcomes = dead_letters.replay(topology.load(), host=info["pubsub_host"], project=info["project"])
     if not outcomes:

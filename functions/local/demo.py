@@ -11,12 +11,14 @@ from pathlib import Path
 
 from rich.syntax import Syntax
 
-from functions.local import client, lifecycle, ui
+from functions.console.errors import CommandError
+from functions.console.ui import console, progress, table
+from functions.local import client, lifecycle
 from functions.local.defaults import DEFAULT_BUCKET
-from functions.local.errors import LocalError
 from functions.local.stack import Stack, StackConfig
 from functions.local.statedir import StateDir
-from functions.local.warehouse import Warehouse
+from functions.local.ui import result_line, stack_card
+from functions.warehouse.store import Warehouse
 
 # Real photographs shipped with scikit-image (skimage/data), each a different ImageNet subject.
 PHOTOS = ("chelsea.png", "coffee.png", "camera.png", "motorcycle_left.png", "rocket.jpg", "astronaut.png")
@@ -35,7 +37,7 @@ def photo_paths() -> list[Path]:
     spec = importlib.util.find_spec("skimage")
     folder = Path(spec.origin).parent / "data" if spec and spec.origin else None
     if folder is None or not all((folder / name).is_file() for name in PHOTOS):
-        raise LocalError("the demo photos come with scikit-image, which is not installed here: "
+        raise CommandError("the demo photos come with scikit-image, which is not installed here: "
                          "pip install -r requirements-dev.txt (make demo does it)")
     return [folder / name for name in PHOTOS]
 
@@ -49,15 +51,15 @@ def run(state: StateDir, config: StackConfig, *, keep_running: bool) -> int:
         try:
             info = state.running_stack()
             if info is None:
-                stack = Stack(config, on_rows=(lambda rows: [ui.console.print(ui.result_line(r)) for r in rows])
+                stack = Stack(config, on_rows=(lambda rows: [console.print(result_line(r)) for r in rows])
                               if keep_running else None)
                 lifecycle.start(stack)
                 info = stack.info
-                ui.console.print(f"✓ local stack up in {time.monotonic() - started:.1f} s (state: {state.root})",
+                console.print(f"✓ local stack up in {time.monotonic() - started:.1f} s (state: {state.root})",
                                  markup=False)
             else:
                 info = client.running(state)
-                ui.console.print(f"using the local stack already running on {state.root}", markup=False)
+                console.print(f"using the local stack already running on {state.root}", markup=False)
             client.check_bucket(info, DEFAULT_BUCKET)
             run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
             prefix = f"demo/{run_id}/"
@@ -65,7 +67,7 @@ def run(state: StateDir, config: StackConfig, *, keep_running: bool) -> int:
             pairs = [(str(path), prefix + path.name) for path in photos]
 
             t_upload = time.monotonic()
-            with ui.progress() as bar:
+            with progress() as bar:
                 task = bar.add_task(f"uploading to gs://{DEFAULT_BUCKET}", total=len(pairs))
                 uploaded = client.upload(info, pairs, DEFAULT_BUCKET, advance=lambda _: bar.advance(task))
             warehouse = Warehouse(state.warehouse)
@@ -74,18 +76,18 @@ def run(state: StateDir, config: StackConfig, *, keep_running: bool) -> int:
 
             sql = DEMO_SQL.format(prefix=prefix_uri)
             columns, rows = warehouse.query(sql, dialect="bigquery")
-            ui.console.print()
-            ui.console.print(ui.table(columns, rows, title=f"{len(rows)} photos, classified and queried"))
-            ui.console.print(f"upload → notification → Pub/Sub emulator → push → classified → logged → row, "
+            console.print()
+            console.print(table(columns, rows, title=f"{len(rows)} photos, classified and queried"))
+            console.print(f"upload → notification → Pub/Sub emulator → push → classified → logged → row, "
                              f"in {elapsed:.1f} s. "
                              "The SQL that produced the table:", soft_wrap=True)
-            ui.console.print(Syntax(sql, "sql", theme="ansi_dark", background_color="default", word_wrap=True))
-            ui.console.print(f"\nIn {state.warehouse}: the sink's table run_googleapis_com_stdout and the views "
+            console.print(Syntax(sql, "sql", theme="ansi_dark", background_color="default", word_wrap=True))
+            console.print(f"\nIn {state.warehouse}: the sink's table run_googleapis_com_stdout and the views "
                              "results and predictions. Try:", soft_wrap=True)
-            ui.console.print(f"  {NEXT_STEPS}", soft_wrap=True, markup=False)
+            console.print(f"  {NEXT_STEPS}", soft_wrap=True, markup=False)
             finished = True
             if keep_running and stack is not None:
-                ui.console.print(ui.stack_card(stack.info, state.root))
+                console.print(stack_card(stack.info, state.root))
                 lifecycle.wait_until_stopped(stack)
         except KeyboardInterrupt:
             pass

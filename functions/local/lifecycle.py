@@ -6,9 +6,9 @@ import signal
 import time
 from contextlib import contextmanager
 
-from functions.local.errors import LocalError
+from functions.console.errors import CommandError
+from functions.console.ui import console
 from functions.local.stack import Stack
-from functions.local.ui import console
 
 
 def _interrupt(signum, frame):
@@ -44,9 +44,9 @@ def stop(stack: Stack) -> None:
 
 
 def wait_until_stopped(stack: Stack) -> None:
-    """Until Ctrl-C/SIGTERM (KeyboardInterrupt reaches the caller) or a part dies (LocalError)."""
+    """Until Ctrl-C/SIGTERM (KeyboardInterrupt reaches the caller) or a part dies (CommandError)."""
     while True:
         failure = stack.failure()
         if failure:
-            raise LocalError(failure)
+            raise CommandError(failure)
         time.sleep(0.5)

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from functions.local.errors import LocalError
+from functions.console.errors import CommandError
 from functions.local.probe import answers
 
 PACKAGE = "google-cloud-cli-pubsub-emulator"
@@ -41,7 +41,7 @@ class PubSubEmulator:
     def start(self, timeout_s: float = 60.0) -> PubSubEmulator:
         problem = missing()
         if problem:
-            raise LocalError(problem)
+            raise CommandError(problem)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         try:
@@ -62,13 +62,13 @@ class PubSubEmulator:
             if self._process.poll() is not None:
                 code = self._process.returncode
                 self._process = None
-                raise LocalError(f"the Pub/Sub emulator exited with code {code} while starting"
+                raise CommandError(f"the Pub/Sub emulator exited with code {code} while starting"
                                  + (f"; see {self.log_path}" if self.log_path else ""))
             if reachable(self.host):
                 return
             time.sleep(0.1)
         self.stop()
-        raise LocalError(f"the Pub/Sub emulator did not answer on {self.host} within {timeout_s:.0f} s")
+        raise CommandError(f"the Pub/Sub emulator did not answer on {self.host} within {timeout_s:.0f} s")
 
     @property
     def pid(self) -> int | None:

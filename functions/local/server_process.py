@@ -16,8 +16,8 @@ from pathlib import Path
 
 import requests
 
+from functions.console.errors import CommandError
 from functions.local.defaults import PROJECT
-from functions.local.errors import LocalError
 from functions.routes import HEALTH_ROUTE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -156,7 +156,7 @@ class FunctionsServer(ServerProcess):
             if response.status_code == 200:
                 return True
             if body.get("status") == "failed":
-                raise LocalError(f"the functions server cannot load the model: {body.get('error')}")
+                raise CommandError(f"the functions server cannot load the model: {body.get('error')}")
             if on_wait:
                 on_wait(body.get("status", str(response.status_code)))
             return False
@@ -164,9 +164,9 @@ class FunctionsServer(ServerProcess):
         try:
             self.wait_ready(HEALTH_ROUTE, healthy, timeout_s)
         except ServerExited:
-            raise LocalError(f"the functions server exited with code {self.process.returncode} while starting; "
+            raise CommandError(f"the functions server exited with code {self.process.returncode} while starting; "
                              f"see {self.log_path}:\n{self.log_tail()}") from None
         except ServerNotReady:
-            raise LocalError(f"the functions server was not healthy within {timeout_s:.0f} s; "
+            raise CommandError(f"the functions server was not healthy within {timeout_s:.0f} s; "
                              f"see {self.log_path}") from None
         return body

@@ -13,15 +13,15 @@ import socket
 import time
 from dataclasses import dataclass, field
 
+from functions.console.errors import CommandError
 from functions.local import gcs, pubsub, topology
 from functions.local.defaults import DEFAULT_BUCKET, DEFAULT_GCS_PORT, DEFAULT_PORT, DEFAULT_PUBSUB_PORT, HOST, PROJECT
 from functions.local.emulator import GcsEmulator, Notify
-from functions.local.errors import LocalError
 from functions.local.pubsub_emulator import PubSubEmulator
 from functions.local.server_process import FunctionsServer
-from functions.local.sink import Sink
 from functions.local.statedir import StackLock, StateDir, write_json_atomic
-from functions.local.warehouse import Warehouse
+from functions.warehouse.sink import Sink
+from functions.warehouse.store import Warehouse
 
 
 @dataclass
@@ -52,7 +52,7 @@ def port_is_free(port: int) -> bool:
 
 def check_port_free(port: int, what: str, flag: str) -> None:
     if not port_is_free(port):
-        raise LocalError(f"port {port} on {HOST} is in use, so the {what} cannot start there: stop whatever "
+        raise CommandError(f"port {port} on {HOST} is in use, so the {what} cannot start there: stop whatever "
                          f"uses it, or choose another port with {flag} N")
 
 
@@ -109,7 +109,7 @@ class Stack:
             try:
                 self.emulator.start()
             except RuntimeError as exc:
-                raise LocalError(f"the GCS emulator did not start: {exc}; "
+                raise CommandError(f"the GCS emulator did not start: {exc}; "
                                  f"see {self.state.logs / 'gcs-emulator.log'}") from None
             gcs.ensure_buckets(self.emulator.url, cfg.buckets)
             status("opening the warehouse")

@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from functions.local.errors import LocalError
+from functions.console.errors import CommandError
 
 REPO = Path(__file__).resolve().parents[2]
 ENV_VAR = "BUCKETEYE_STATE_DIR"
@@ -66,7 +66,7 @@ class StackLock:
             handle.close()
             info = read_json(self.state.stack_info) or {}
             pid = f" (pid {info['pid']})" if info.get("pid") else ""
-            raise LocalError(f"a local stack is already running on {self.state.root}{pid}: stop it with "
+            raise CommandError(f"a local stack is already running on {self.state.root}{pid}: stop it with "
                              "`python main.py down` or Ctrl-C, or use another --state-dir") from None
         self._handle = handle
 

@@ -16,8 +16,8 @@ def _plt():
     try:
         import matplotlib
     except ImportError:
-        from functions.local.errors import LocalError
-        raise LocalError("the report's charts need matplotlib: pip install -r requirements-dev.txt") from None
+        from functions.console.errors import CommandError
+        raise CommandError("the report's charts need matplotlib: pip install -r requirements-dev.txt") from None
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
     plt.rcParams.update({

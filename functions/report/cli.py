@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from functions.cli_args import positive_int
-from functions.local.errors import EXIT_USAGE, LocalError
+from functions.console.errors import EXIT_USAGE, CommandError
 
 
 def _score(text: str) -> float:
@@ -38,14 +38,14 @@ def _source(args):
     from functions.report.sources import BigQuerySource, DuckDBSource
     if args.bigquery:
         if args.state_dir:
-            raise LocalError("--bigquery reads the cloud's results; --state-dir the local ones: choose one", EXIT_USAGE)
+            raise CommandError("--bigquery reads the cloud's results; --state-dir the local ones: choose one", EXIT_USAGE)
         return BigQuerySource(args.bigquery)
     from functions.local.statedir import resolve
     return DuckDBSource(resolve(args.state_dir).warehouse)
 
 
 def run_report(args) -> int:
-    from functions.local.ui import console
+    from functions.console.ui import console
     from functions.report import page
     from functions.report.collect import collect
     source = _source(args)
@@ -60,7 +60,7 @@ def run_report(args) -> int:
 
 
 def run_duplicates(args) -> int:
-    from functions.local.ui import console, table
+    from functions.console.ui import console, table
     from functions.report import queries
     source = _source(args)
     rows = source.query(queries.DUPLICATES, limit=int(args.limit))

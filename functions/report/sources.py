@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from functions.local.errors import EXIT_USAGE, LocalError
+from functions.console.errors import EXIT_USAGE, CommandError
 
 _PARAM = re.compile(r"@(\w+)")
 REPO = Path(__file__).resolve().parents[2]
@@ -19,7 +19,7 @@ DUPLICATES_SQL = REPO / "infra" / "sql" / "duplicates.sql"
 
 def duplicates_sql(results: str) -> str:
     """infra/sql/duplicates.sql for this source, so a warehouse made before the view existed works too."""
-    from functions.local.bq_sql import fill_template
+    from functions.warehouse.bq_sql import fill_template
     return fill_template(DUPLICATES_SQL.read_text(), {"results": results})
 
 
@@ -32,14 +32,14 @@ class DuckDBSource:
         self.names = {"results": "results", "duplicates": f"({duplicates_sql('results')})"}
 
     def query(self, sql: str, params: dict | None = None, **parts) -> list[dict]:
-        from functions.local.warehouse import Warehouse
+        from functions.warehouse.store import Warehouse
         sql = _PARAM.sub(r"$\1", sql.format(**self.names, **parts))
         import duckdb
         used = {name: value for name, value in (params or {}).items() if f"${name}" in sql}
         try:
             columns, rows = Warehouse(self.path).query(sql, used or None, timeout_s=60)
         except duckdb.Error as exc:
-            raise LocalError(f"querying {self.path} failed: {str(exc).splitlines()[0]}") from None
+            raise CommandError(f"querying {self.path} failed: {str(exc).splitlines()[0]}") from None
         return [dict(zip(columns, row)) for row in rows]
 
 
@@ -49,7 +49,7 @@ class BigQuerySource:
     def __init__(self, dataset: str, *, client=None):
         parts = dataset.split(".")
         if len(parts) != 2 or not all(parts):
-            raise LocalError(f"--bigquery {dataset!r}: give the dataset as PROJECT.DATASET", EXIT_USAGE)
+            raise CommandError(f"--bigquery {dataset!r}: give the dataset as PROJECT.DATASET", EXIT_USAGE)
         self.project = parts[0]
         self.description = f"BigQuery {dataset}"
         results = f"`{dataset}.results`"
@@ -71,5 +71,5 @@ class BigQuerySource:
         try:
             rows = self.client().query_and_wait(sql.format(**self.names, **parts), job_config=config)
         except gexc.GoogleAPICallError as exc:
-            raise LocalError(f"the BigQuery query failed: {exc.message}") from None
+            raise CommandError(f"the BigQuery query failed: {exc.message}") from None
         return [dict(row.items()) for row in rows]

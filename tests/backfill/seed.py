@@ -1,14 +1,14 @@
 """Result rows in a local warehouse, made the way the stack makes them: real result
-records (shared/results.py) turned into log entries (functions/local/log_entry.py) and
-appended by the warehouse (functions/local/warehouse.py)."""
+records (shared/results.py) turned into log entries (functions/warehouse/log_entry.py) and
+appended by the warehouse (functions/warehouse/store.py)."""
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from functions.local.log_entry import entry_from_line
-from functions.local.warehouse import Warehouse
+from functions.warehouse.log_entry import entry_from_line
+from functions.warehouse.store import Warehouse
 from shared.errors import BucketeyeError
 from shared.refs import ImageRef
 from shared.results import Prediction, Result

@@ -22,7 +22,7 @@ from functions.local.gcs import client as gcs_client
 from functions.local.stack import Stack, StackConfig
 from functions.local.statedir import StateDir
 from functions.local.topology import subscription_path
-from functions.local.warehouse import Warehouse
+from functions.warehouse.store import Warehouse
 from tests.backfill.conftest import TopicRecorder, png
 
 pytestmark = pytest.mark.functional  # real servers on loopback

@@ -11,7 +11,7 @@ from functions.backfill.checkpoint import CheckpointFile, Counts
 from functions.backfill.listing import ListedObject, is_image
 from functions.backfill.publishers import topic_path
 from functions.backfill.target import parse_target
-from functions.local.errors import LocalError
+from functions.console.errors import CommandError
 
 
 @pytest.mark.parametrize("name, content_type, expected", [
@@ -34,7 +34,7 @@ def test_the_target_argument():
     assert (target.bucket, target.prefix, target.uri("photos/2019/a.jpg")) == \
         ("bucket", "photos/2019/", "gs://bucket/photos/2019/a.jpg")
     for bad in ("bucket/x", "s3://bucket", "gs://", "gs://Bad_Bucket!"):
-        with pytest.raises(LocalError):
+        with pytest.raises(CommandError):
             parse_target(bad)
 
 
@@ -42,7 +42,7 @@ def test_topic_paths():
     assert topic_path("projects/p/topics/t", None) == "projects/p/topics/t"
     assert topic_path("t", "p") == "projects/p/topics/t"
     for bad, project in (("t", None), ("projects/p/subscriptions/t", None), ("projects//topics/t", None)):
-        with pytest.raises(LocalError):
+        with pytest.raises(CommandError):
             topic_path(bad, project)
 
 

@@ -10,7 +10,7 @@
 and the least-privilege and size rules for what callers name.
 
 The `results` view is read the way it is in production: the server's stdout lines become
-LogEntries (functions.local.log_entry) in a DuckDB file with infra/sql's views.
+LogEntries (functions.warehouse.log_entry) in a DuckDB file with infra/sql's views.
 """
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ import requests
 from _functional_support import ALLOWED_BUCKET, CAT_IDS, PRIVATE_BUCKET, days_ago, new_id
 
 from functions.backfill import messages as backfill_messages
-from functions.local.log_entry import entry_from_line
-from functions.local.warehouse import Warehouse
+from functions.warehouse.log_entry import entry_from_line
+from functions.warehouse.store import Warehouse
 from shared.config import SETTINGS
 
 STORAGE, PUBSUB = "/events/storage", "/events/pubsub"

@@ -10,8 +10,8 @@ import json
 import pytest
 from _functional_support import ALLOWED_BUCKET, CAT_IDS, COFFEE_IDS, new_id
 
-from functions.local.sink import Sink
-from functions.local.warehouse import Warehouse
+from functions.warehouse.sink import Sink
+from functions.warehouse.store import Warehouse
 from tests.byte_models import built, encode, paint_boxes, photo
 
 CORNERS = ("ymin", "xmin", "ymax", "xmax")

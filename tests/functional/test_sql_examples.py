@@ -10,9 +10,9 @@ import duckdb
 import pytest
 from _functional_support import new_id
 
-from functions.local import bq_sql, sql_functions
-from functions.local.sink import Sink
-from functions.local.warehouse import Warehouse
+from functions.warehouse import bq_sql, sql_functions
+from functions.warehouse.sink import Sink
+from functions.warehouse.store import Warehouse
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKET = "sql-examples"

@@ -13,7 +13,7 @@ import pytest
 from functions.local.defaults import DEFAULT_BUCKET
 from functions.local.emulator import free_port
 from functions.local.statedir import StateDir
-from functions.local.warehouse import Warehouse
+from functions.warehouse.store import Warehouse
 from tests.local.conftest import PHOTOS, REPO, run_cli
 from tests.waiting import wait_for
 

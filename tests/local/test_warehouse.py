@@ -11,9 +11,9 @@ import time
 import duckdb
 import pytest
 
-from functions.local import bq_sql, structure
-from functions.local.sink import Sink
-from functions.local.warehouse import Warehouse
+from functions.warehouse import bq_sql, structure
+from functions.warehouse.sink import Sink
+from functions.warehouse.store import Warehouse
 from tests.local.conftest import REPO
 
 DIAGNOSTIC = json.dumps({"logging.googleapis.com/diagnostic": {"instrumentation_source": [{"name": "python"}]},
@@ -127,8 +127,8 @@ def test_not_a_number_never_breaks_an_insert(sink, state):
 WRITER = """
 import sys, time
 sys.path.insert(0, {repo!r})
-from functions.local.sink import Sink
-from functions.local.warehouse import Warehouse
+from functions.warehouse.sink import Sink
+from functions.warehouse.store import Warehouse
 from tests.local.test_warehouse import result_line
 sink = Sink(Warehouse({path!r}), backlog={backlog!r}).start()
 print("ready", flush=True)
@@ -261,8 +261,8 @@ def test_a_steady_stream_shares_one_connection_per_turn(state):
 STREAMER = """
 import sys, time
 sys.path.insert(0, {repo!r})
-from functions.local.sink import Sink
-from functions.local.warehouse import Warehouse
+from functions.warehouse.sink import Sink
+from functions.warehouse.store import Warehouse
 from tests.local.test_warehouse import result_line
 sink = Sink(Warehouse({path!r}), backlog={backlog!r}, hold_s=0.5).start()
 print("ready", flush=True)

@@ -22,7 +22,7 @@ import requests
 from functions.local import dead_letters, topology
 from functions.local.stack import Stack, StackConfig
 from functions.local.statedir import StateDir
-from functions.local.warehouse import Warehouse
+from functions.warehouse.store import Warehouse
 from tests.conftest import fresh_project
 from tests.reliability import _corpus
 from tests.reliability._support import PushCounter, children, figure, free_port, proc_kib, wait_for

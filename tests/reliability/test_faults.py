@@ -27,7 +27,7 @@ from functions.local.defaults import HOST
 from functions.local.server_process import FunctionsServer
 from functions.local.stack import Stack, StackConfig
 from functions.local.statedir import StateDir
-from functions.local.warehouse import Warehouse
+from functions.warehouse.store import Warehouse
 from tests.conftest import fresh_project
 from tests.reliability import _corpus
 from tests.reliability._support import (

@@ -7,7 +7,7 @@ import pytest
 
 from functions.cli import main
 from functions.local.statedir import StateDir
-from functions.local.warehouse import _FALLBACK_VIEWS, Warehouse
+from functions.warehouse.store import _FALLBACK_VIEWS, Warehouse
 from tests.backfill.seed import record, seed
 
 

@@ -20,8 +20,8 @@ from functions.backfill.done import DuckDBResults, Nothing
 from functions.backfill.listing import storage_client
 from functions.backfill.target import Target
 from functions.local.emulator import GcsEmulator
-from functions.local.log_entry import entry_from_line
-from functions.local.warehouse import Warehouse
+from functions.warehouse.log_entry import entry_from_line
+from functions.warehouse.store import Warehouse
 from shared.errors import BucketeyeError, Skip
 from shared.refs import ImageRef
 from shared.result_log import _ResultHandler, log_result

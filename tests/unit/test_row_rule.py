@@ -2,8 +2,8 @@
 error for the same image and model, and among errors the newest wins.
 
 Rows go the way they go in production: a Result is written by the structured log handler,
-the line becomes a LogEntry (functions.local.log_entry) and lands in a real DuckDB file
-(functions.local.warehouse). Both views are checked: infra/sql/results.sql (the BigQuery
+the line becomes a LogEntry (functions.warehouse.log_entry) and lands in a real DuckDB file
+(functions.warehouse.store). Both views are checked: infra/sql/results.sql (the BigQuery
 SQL, translated) and the warehouse's built-in stand-in for it.
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from functions.local.log_entry import entry_from_line
-from functions.local.warehouse import INFRA, Warehouse
+from functions.warehouse.log_entry import entry_from_line
+from functions.warehouse.store import INFRA, Warehouse
 from shared.errors import BucketeyeError, Skip
 from shared.refs import ImageRef
 from shared.result_log import _ResultHandler, log_result

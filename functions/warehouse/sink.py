@@ -19,8 +19,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from functions.local.log_entry import entry_from_line, iso, kept_by_sink
-from functions.local.warehouse import Warehouse, WarehouseBusy
+from functions.warehouse.log_entry import entry_from_line, iso, kept_by_sink
+from functions.warehouse.store import Warehouse, WarehouseBusy
 
 log = logging.getLogger("bucketeye.local.sink")
 

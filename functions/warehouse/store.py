@@ -31,11 +31,9 @@ from pathlib import Path
 
 import duckdb
 
-from functions.local import bq_sql, structure
-from functions.local.defaults import PROJECT
-from functions.local.errors import EXIT_USAGE, LocalError
-from functions.local.log_entry import column_names
-from functions.local.statedir import REPO
+from functions.console.errors import EXIT_USAGE, CommandError
+from functions.warehouse import PROJECT, bq_sql, structure
+from functions.warehouse.log_entry import column_names
 
 log = logging.getLogger("bucketeye.local.warehouse")
 
@@ -43,7 +41,7 @@ TABLE = "run_googleapis_com_stdout"
 DATASET = "bucketeye"  # the DuckDB file is bucketeye.duckdb, so `bucketeye.run_googleapis_com_stdout` works too
 RAW = "_stdout_entries"
 META = "_stdout_schema"
-INFRA = REPO / "infra"
+INFRA = Path(__file__).resolve().parents[2] / "infra"
 VIEWS = ("results", "predictions", "duplicates")  # in dependency order
 TEMPLATE_VARIABLES = {"project": PROJECT, "dataset": DATASET, "table": TABLE, "source": f'"{TABLE}"',
                       "results": '"results"', "results_view": "results", "predictions": '"predictions"'}
@@ -101,7 +99,7 @@ _FALLBACK_VIEWS = {
 _process_lock = threading.RLock()
 
 
-class WarehouseBusy(LocalError):
+class WarehouseBusy(CommandError):
     pass
 
 
@@ -161,7 +159,7 @@ class Warehouse:
     @contextmanager
     def connect(self, *, read_only: bool, timeout_s: float = 15.0):
         if read_only and not self.path.exists():
-            raise LocalError(f"there are no results yet ({self.path} does not exist): "
+            raise CommandError(f"there are no results yet ({self.path} does not exist): "
                              "run `python main.py demo`, or `python main.py up` and upload images", EXIT_USAGE)
         deadline = time.monotonic() + timeout_s
         delay = 0.005
@@ -194,7 +192,7 @@ class Warehouse:
                 for name in VIEWS:
                     self._create_view(con, name)
         except duckdb.Error as exc:
-            raise LocalError(f"the warehouse {self.path} cannot be opened ({str(exc).splitlines()[0]}); "
+            raise CommandError(f"the warehouse {self.path} cannot be opened ({str(exc).splitlines()[0]}); "
                              "move it away to start a new one") from None
 
     def append(self, entries: list[dict], *, timeout_s: float = 15.0) -> None:

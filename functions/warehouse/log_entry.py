@@ -13,7 +13,7 @@ import re
 import secrets
 from datetime import UTC, datetime
 
-from functions.local.defaults import PROJECT
+from functions.warehouse import PROJECT
 from shared import APP_NAME
 
 SERVICE = "bucketeye"
