@@ -1,10 +1,10 @@
 """What a backfill would cost and take, for --dry-run.
 
 The default per-image figure is docs/deploy.md's "Cost sketch per million images"
-(section 7): ≈ $3.50 per million typical 2–3 MP photos on one L4 instance (Cloud Run,
-Pub/Sub, Logging, BigQuery streaming, Cloud Storage reads), i.e. $0.0000035 per image;
-its planning figure for throughput is 130 images/s per instance. Override either with
-BACKFILL_COST_PER_IMAGE_USD / BACKFILL_IMAGES_PER_SECOND (e.g. ≈ $9 per million for
+(section 7): ≈ $3.00 per million typical 2–3 MP photos on one L4 instance with 8 vCPUs
+(Cloud Run, Pub/Sub, Logging, BigQuery streaming, Cloud Storage reads), i.e. $0.000003 per
+image; its planning figure for throughput is 230 images/s per instance. Override either
+with BACKFILL_COST_PER_IMAGE_USD / BACKFILL_IMAGES_PER_SECOND (e.g. ≈ $7 per million for
 12 MP photos, per the same section).
 """
 from __future__ import annotations
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from functions.console.errors import EXIT_USAGE, CommandError
 
-COST_PER_IMAGE_USD = 3.50 / 1_000_000
-IMAGES_PER_SECOND_PER_INSTANCE = 130.0
-SOURCE = "docs/deploy.md §7: ≈ $3.50 per million 2–3 MP photos, 130 images/s per L4 instance"
+COST_PER_IMAGE_USD = 3.00 / 1_000_000
+IMAGES_PER_SECOND_PER_INSTANCE = 230.0
+SOURCE = "docs/deploy.md §7: ≈ $3.00 per million 2–3 MP photos, 230 images/s per L4 instance"
 
 
 @dataclass(frozen=True)

@@ -112,8 +112,8 @@ def test_dry_run_sends_nothing_and_prices_the_work(cloud_env, bucket, publisher,
     out = capsys.readouterr().out
     assert "dry run: nothing was published" in out
     assert f'would send {{"uris": [10 URIs: gs://{BUCKET}/photos/000.png' in out
-    assert "$0.0000805 for 23 images at $3.50 per million" in out and "docs/deploy.md" in out
-    assert "≈ 0 s on one instance at 130 images/s" in out
+    assert "$0.000069 for 23 images at $3.00 per million" in out and "docs/deploy.md" in out
+    assert "≈ 0 s on one instance at 230 images/s" in out
     monkeypatch.setenv("BACKFILL_COST_PER_IMAGE_USD", "0.5")
     assert backfill("--dry-run", "--results", "none") == 0
     assert "$11.50 for 23 images" in capsys.readouterr().out
