@@ -47,7 +47,7 @@ def throughput(images: list[bytes], workdir: Path, timeout_s: float = 300.0) -> 
     stack = Stack(StackConfig(state=state, port=free_port(), gcs_port=free_port(), pubsub_port=free_port(),
                               buckets=(BUCKET,)), on_rows=counter).start()
     try:
-        bucket = gcs.client(stack.emulator.url).bucket(BUCKET)
+        bucket = gcs.client(stack.emulator.url, stack.emulator.cert).bucket(BUCKET)
         # This process's own CPU only: the server and both emulators are its children.
         processes = {"server": (stack.server.process.pid, True), "gcs_emulator": (stack.emulator.pid, True),
                      "pubsub_emulator": (stack.pubsub_emulator.pid, True), "uploads_and_sink": (os.getpid(), False)}

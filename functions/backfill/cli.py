@@ -91,9 +91,9 @@ def _server_model_id(server_url: str) -> str | None:
 
 
 def _local_setup(args, target) -> dict:
-    from functions.backfill import done, listing
+    from functions.backfill import done
     from functions.backfill.publishers import PubSubPublisher
-    from functions.local import client
+    from functions.local import client, gcs
     from functions.local.statedir import resolve
     state = resolve(args.state_dir)
     info = client.running(state)
@@ -104,7 +104,7 @@ def _local_setup(args, target) -> dict:
         else done.DuckDBResults(state.warehouse, redo_errors=args.redo_errors)
     landed = done.open_results(args.results, which="any") if args.results \
         else done.DuckDBResults(state.warehouse, which="any")
-    return dict(storage=lambda: listing.storage_client(info["gcs_url"]), results=results, landed=landed,
+    return dict(storage=lambda: gcs.client(info["gcs_url"], info.get("gcs_cert")), results=results, landed=landed,
                 publisher=None if args.dry_run else PubSubPublisher(topic, emulator_host=info["pubsub_host"]),
                 destination=f"local:{state.root}",
                 destination_text=f"{topic} on the local Pub/Sub emulator ({info['pubsub_host']})",

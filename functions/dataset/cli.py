@@ -89,6 +89,8 @@ def _source(args):
     info = state.running_stack()
     if info and info.get("gcs_url") and not os.environ.get("STORAGE_EMULATOR_HOST"):
         os.environ["STORAGE_EMULATOR_HOST"] = info["gcs_url"]  # the images live in the stack's emulator
+        if info.get("gcs_ca_bundle"):  # which serves https with its own certificate
+            os.environ["REQUESTS_CA_BUNDLE"] = info["gcs_ca_bundle"]
     return DuckDBSource(state.warehouse)
 
 

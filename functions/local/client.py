@@ -28,7 +28,7 @@ def running(state: StateDir) -> dict:
                            "(in another terminal), or run `python main.py demo`")
     if not info.get("gcs_url"):
         raise CommandError(f"the local stack on {state.root} is still starting: try again in a moment")
-    if not gcs.reachable(info["gcs_url"]):
+    if not gcs.reachable(info["gcs_url"], info.get("gcs_cert")):
         raise CommandError(f"the local stack's GCS emulator does not answer on {info['gcs_url']}: "
                          "restart the stack with `python main.py up`")
     return info
@@ -72,7 +72,7 @@ def object_names(paths: list[str], prefix: str) -> list[tuple[str, str]]:
 
 
 def upload(info: dict, pairs: list[tuple[str, str]], bucket: str, *, advance=lambda item: None) -> list[Uploaded]:
-    storage = gcs.client(info["gcs_url"]).bucket(bucket)
+    storage = gcs.client(info["gcs_url"], info.get("gcs_cert")).bucket(bucket)
     done = []
     for path, name in pairs:
         blob = storage.blob(name)

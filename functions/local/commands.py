@@ -249,7 +249,8 @@ def _sql_functions(sql: str, state):
     from functions.local import client, gcs
     from functions.warehouse import sql_functions
     info = client.running(state)
-    return lambda con: sql_functions.install(con, server_url=info["server_url"], gcs_client=gcs.client(info["gcs_url"]),
+    storage = gcs.client(info["gcs_url"], info.get("gcs_cert"))
+    return lambda con: sql_functions.install(con, server_url=info["server_url"], gcs_client=storage,
                                              buckets=info["buckets"])
 
 

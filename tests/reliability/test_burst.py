@@ -63,7 +63,7 @@ def test_a_burst_of_2000_uploads_is_fully_accounted_for(tmp_path, pubsub_emulato
             response = local.session.post(
                 f"{stack.emulator.url}/upload/storage/v1/b/{BUCKET}/o?uploadType=media&name="
                 + urllib.parse.quote(name, safe=""), data=images[i], headers={"Content-Type": "image/jpeg"},
-                timeout=60)
+                timeout=60, verify=str(stack.emulator.cert))  # per request: REQUESTS_CA_BUNDLE beats session.verify
             response.raise_for_status()
             return f"gs://{BUCKET}/{name}"
 

@@ -22,7 +22,7 @@ from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 from PIL import Image
 
-from functions.backfill.listing import storage_client
+from functions.local import gcs
 from functions.local.emulator import free_port
 from functions.local.stack import Stack, StackConfig
 from functions.local.statedir import StateDir
@@ -93,7 +93,7 @@ def test_a_day_of_mixed_events_leaves_one_visible_row_per_event(tmp_path, pubsub
     sent = 0  # events the service received, counting each redelivery and each carrier
 
     with Stack(config) as stack:
-        bucket = storage_client(stack.emulator.url).bucket(BUCKET)
+        bucket = gcs.client(stack.emulator.url, stack.emulator.cert).bucket(BUCKET)
         server = stack.server.url
 
         def upload(name: str, data: bytes, content_type: str | None, status: str, code: str = "") -> dict:

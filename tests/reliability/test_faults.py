@@ -22,7 +22,7 @@ import uuid
 import pytest
 import requests
 
-from functions.local import dead_letters, gcs, pubsub, topology
+from functions.local import dead_letters, gcs, pubsub, tls, topology
 from functions.local.defaults import HOST
 from functions.local.server_process import FunctionsServer
 from functions.local.stack import Stack, StackConfig
@@ -77,8 +77,9 @@ class Harness:
 
     def start(self) -> Harness:
         self.stack.start()
-        gcs.ensure_buckets(self.stack.emulator.url, [SIDE])
-        self.store = Store(self.stack.emulator.url)  # uploads go straight to the emulator, not via the proxy
+        emulator = self.stack.emulator
+        gcs.ensure_buckets(emulator.url, [SIDE], emulator.cert)
+        self.store = Store(emulator.url, emulator.cert)  # uploads go straight to the emulator, not via the proxy
         return self
 
     # -- driving -------------------------------------------------------------------------
@@ -117,7 +118,8 @@ class Harness:
             self.kill_server()
         cfg = self.stack.config
         server = FunctionsServer(host=HOST, port=cfg.port, gcs_url=self.stack.emulator.url, buckets=cfg.buckets,
-                                 log_path=self.state.logs / "server.log", extra_env={**self.base_env, **(env or {})})
+                                 log_path=self.state.logs / "server.log", extra_env={**self.base_env, **(env or {})},
+                                 ca_bundle=self.stack.emulator.tls.ca_bundle)
         self.stack.sink.attach(server.start().stdout)
         self.stack.server = server
 
@@ -197,7 +199,8 @@ def accounted(uris: list[str], rows: dict, dead: dict) -> None:
 def harness(tmp_path_factory, pubsub_emulator):
     root = tmp_path_factory.mktemp("faults")
     gcs_port = free_port()
-    proxy = FaultProxy(gcs_port)
+    # The stack's emulator serves https with the state folder's certificate: made here first, reused by the stack.
+    proxy = FaultProxy(gcs_port, upstream_cert=tls.ensure(StateDir(root / "state").tls).cert)
     running = Harness(root, proxy, gcs_port, pubsub_emulator.host)
     try:
         running.start()
