@@ -20,7 +20,7 @@ def pubsub_emulator(tmp_path_factory):
     if problem:
         pytest.skip(problem)
     root = tmp_path_factory.mktemp("pubsub-emulator")
-    with PubSubEmulator(root / "data", port=free_port(), log_path=root / "emulator.log") as running:
+    with PubSubEmulator(port=free_port(), log_path=root / "emulator.log") as running:
         yield running
 
 

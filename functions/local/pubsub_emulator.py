@@ -1,11 +1,19 @@
-"""Google's Pub/Sub emulator (`gcloud beta emulators pubsub start`, Java) as a child
+"""Google's Pub/Sub emulator (gcloud's `pubsub-emulator` component, Java) as a child
 process on loopback. `python -m functions.local.pubsub_emulator` checks that it is
-installed (make demo / make test run it first): one line and exit 1 when it is not."""
+installed (make demo / make test run it first): one line and exit 1 when it is not.
+
+It is started through its own launcher, the one `gcloud beta emulators pubsub start`
+runs, because only that takes `--projects`: the emulator then refuses every other
+project. It answers any web origin (CORS) with no other check, so a stack's project id
+is random (`secret_project_id`): a web page that cannot read the stack's card cannot name
+a topic or subscription, so it cannot publish, pull or add a push subscription."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
+import string
 import subprocess
 import sys
 import time
@@ -17,24 +25,41 @@ from functions.local.probe import answers
 PACKAGE = "google-cloud-cli-pubsub-emulator"
 
 
-def missing() -> str | None:
-    """Why the emulator cannot run here, naming what to install; None when it can."""
+def launcher() -> Path | None:
+    """The emulator's own start script inside gcloud's installation, if installed."""
     gcloud = shutil.which("gcloud")
     if gcloud is None:
+        return None
+    path = Path(os.path.realpath(gcloud)).parents[1] / "platform" / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
+    return path if path.is_file() else None
+
+
+def missing() -> str | None:
+    """Why the emulator cannot run here, naming what to install; None when it can."""
+    if shutil.which("gcloud") is None:
         return f"the Pub/Sub emulator is not installed: install the Debian package {PACKAGE} (it brings gcloud)"
-    if not (Path(os.path.realpath(gcloud)).parents[1] / "platform" / "pubsub-emulator").is_dir():
+    if launcher() is None:
         return f"gcloud's Pub/Sub emulator is not installed: install the Debian package {PACKAGE}"
     if shutil.which("java") is None:
         return "the Pub/Sub emulator needs Java 17 or newer: install the Debian package default-jre-headless"
     return None
 
 
-class PubSubEmulator:
-    """start() / stop(); `host` is the PUBSUB_EMULATOR_HOST value."""
+def secret_project_id() -> str:
+    """A valid project id (6-30 characters, a letter first) no one can guess: 24 random
+    lowercase letters and digits, about 124 bits."""
+    alphabet = string.ascii_lowercase + string.digits
+    return "local-" + "".join(secrets.choice(alphabet) for _ in range(24))
 
-    def __init__(self, data_dir: Path, *, host: str = "127.0.0.1", port: int, log_path: Path | None = None):
-        self.data_dir = Path(data_dir)
+
+class PubSubEmulator:
+    """start() / stop(); `host` is the PUBSUB_EMULATOR_HOST value. `projects`: the only
+    project ids it serves (None: any, as a test session's shared emulator needs)."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int, projects: tuple[str, ...] | None = None,
+                 log_path: Path | None = None):
         self.host = f"{host}:{port}"
+        self.projects = projects
         self.log_path = log_path
         self._process: subprocess.Popen | None = None
 
@@ -42,14 +67,15 @@ class PubSubEmulator:
         problem = missing()
         if problem:
             raise CommandError(problem)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        address, port = self.host.rsplit(":", 1)
+        argv = [str(launcher()), f"--host={address}", f"--port={port}"]
+        if self.projects:
+            argv.append("--projects=" + ",".join(self.projects))
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         try:
-            # Its own process group: gcloud starts java as a child, and stop() ends both.
-            self._process = subprocess.Popen(
-                ["gcloud", "beta", "emulators", "pubsub", "start", f"--host-port={self.host}",
-                 f"--data-dir={self.data_dir}", "--quiet"],
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+            # Its own process group: stop() ends the launcher and the java it starts together.
+            self._process = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                             start_new_session=True)
         finally:
             if self.log_path:
                 log.close()
@@ -88,7 +114,7 @@ class PubSubEmulator:
         except subprocess.TimeoutExpired:
             os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait()
-        # gcloud may be gone while java still runs in the group: end whatever is left.
+        # The launcher may be gone while java still runs in the group: end whatever is left.
         try:
             os.killpg(self._process.pid, signal.SIGKILL)
         except ProcessLookupError:

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 from functions.console.errors import CommandError
 from functions.local import gcs, pubsub, tls, topology
-from functions.local.defaults import DEFAULT_BUCKET, DEFAULT_GCS_PORT, DEFAULT_PORT, DEFAULT_PUBSUB_PORT, HOST, PROJECT
+from functions.local.defaults import DEFAULT_BUCKET, DEFAULT_GCS_PORT, DEFAULT_PORT, DEFAULT_PUBSUB_PORT, HOST
 from functions.local.emulator import GcsEmulator, Notify
-from functions.local.pubsub_emulator import PubSubEmulator
+from functions.local.pubsub_emulator import PubSubEmulator, secret_project_id
 from functions.local.server_process import FunctionsServer
 from functions.local.statedir import StackLock, StateDir, write_json_atomic
 from functions.warehouse.sink import Sink
@@ -37,7 +37,9 @@ class StackConfig:
     # A Pub/Sub emulator already running (host:port) to use instead of starting one: tests
     # share one per session, each stack in a project of its own.
     pubsub_host: str | None = None
-    project: str = PROJECT
+    # The Pub/Sub project: random unless given, and the only one a stack's own emulator
+    # serves (see pubsub_emulator: it answers any web origin).
+    project: str = field(default_factory=secret_project_id)
     push_url: str | None = None  # where push subscriptions post; None: the functions server (tests observe via a proxy)
 
 
@@ -97,7 +99,7 @@ class Stack:
             if self.pubsub_host is None:
                 check_port_free(cfg.pubsub_port, "Pub/Sub emulator", "--pubsub-port")
                 status("starting the Pub/Sub emulator")
-                self.pubsub_emulator = PubSubEmulator(self.state.pubsub, host=HOST, port=cfg.pubsub_port,
+                self.pubsub_emulator = PubSubEmulator(host=HOST, port=cfg.pubsub_port, projects=(cfg.project,),
                                                       log_path=self.state.logs / "pubsub-emulator.log").start()
                 self.pubsub_host = self.pubsub_emulator.host
             status("creating topics and subscriptions")

@@ -27,7 +27,6 @@ class StateDir:
 
     gcs = property(lambda self: self.root / "gcs")                       # fake-gcs-server's working directory
     tls = property(lambda self: self.root / "tls")                       # the GCS emulator's certificate and key
-    pubsub = property(lambda self: self.root / "pubsub")                 # the Pub/Sub emulator's data directory
     logs = property(lambda self: self.root / "logs")                     # emulator, server and stack logs
     warehouse = property(lambda self: self.root / "bucketeye.duckdb")    # the local BigQuery dataset
     sink_backlog = property(lambda self: self.root / "sink-backlog.jsonl")

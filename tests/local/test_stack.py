@@ -4,11 +4,14 @@ the emulator's push subscriptions; SQL runs while the stack writes; a restart re
 nothing; clear errors, never tracebacks."""
 from __future__ import annotations
 
+import base64
+import re
 import signal
 import subprocess
 import sys
 
 import pytest
+import requests
 
 from functions.local.defaults import DEFAULT_BUCKET
 from functions.local.emulator import free_port
@@ -88,9 +91,36 @@ def test_publishes_reach_the_table(stack):
     uri = f"gs://{DEFAULT_BUCKET}/t2/rocket.jpg"
     published = run_cli("publish", uri, "--image", PHOTOS / "motorcycle_left.png", state=state)
     assert published.returncode == 0, published.stderr
-    assert "delivers it now" in published.stdout and "projects/local/topics/bucketeye-requests" in published.stdout
+    project = read_json(state.stack_info)["project"]
+    assert "delivers it now" in published.stdout and f"projects/{project}/topics/bucketeye-requests" in published.stdout
     wait_for(lambda: ("ok", "missile", "pubsub") in landed(state, uri), what="the published URI's row")
     wait_for(lambda: landed(state, "motorcycle_left.png") == [("ok", "moped", "pubsub")], what="the inline image's row")
+
+
+def test_the_pubsub_emulator_serves_the_stacks_unguessable_project_alone(stack):
+    """The emulator answers any web origin (its CORS preflight allows every one), so the
+    stack names a random project and starts it serving that project only: a page that knows
+    the topic names but not the stack's card can neither publish nor subscribe."""
+    up, _ = stack
+    info = read_json(up.state.stack_info)
+    assert re.fullmatch(r"local-[a-z0-9]{24}", info["project"]), info["project"]
+    base, origin = f"http://{info['pubsub_host']}/v1", {"Origin": "http://page.example"}
+    preflight = requests.options(f"{base}/projects/local/topics/bucketeye-requests:publish", timeout=10,
+                                 headers={**origin, "Access-Control-Request-Method": "POST",
+                                          "Access-Control-Request-Headers": "content-type"})
+    assert preflight.headers.get("access-control-allow-origin") == "http://page.example"  # why the project matters
+    message = {"messages": [{"data": base64.b64encode(b"gs://local-bucketeye-uploads/x.jpg").decode()}]}
+    guesses = ["local", "demo", "test-project", info["project"][:-1] + "x"]
+    for project in guesses:
+        published = requests.post(f"{base}/projects/{project}/topics/bucketeye-requests:publish", json=message,
+                                  headers=origin, timeout=10)
+        subscribed = requests.put(f"{base}/projects/{project}/subscriptions/page-pull", headers=origin, timeout=10,
+                                  json={"topic": f"projects/{project}/topics/bucketeye-requests"})
+        assert (published.status_code, subscribed.status_code) == (404, 404), (project, published.text)
+        assert "out of valid projects" in published.text
+    # the stack's own project answers the same request: it is the project that is refused, not the call
+    listed = requests.get(f"{base}/projects/{info['project']}/topics", headers=origin, timeout=10)
+    assert listed.status_code == 200 and "bucketeye-requests" in listed.text
 
 
 def test_clear_errors_never_tracebacks(stack, tmp_path):
