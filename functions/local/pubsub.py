@@ -29,11 +29,17 @@ def create(topology: Topology, *, host: str, project: str, push_url: str) -> Non
     `push_url` + each source's route, with infra's ack deadline and dead-letter policy.
     Anything already there (a stack restarted on a running emulator) is replaced.
 
-    No retry policy: the emulator's (0.8.20) stalls when several messages back off at once.
-    With 5 messages whose pushes failed for 4 s, none was pushed again, nor dead-lettered,
-    in the next 80 s. Without one it redelivers at once, about once a second per message,
-    and dead-letters after max_delivery_attempts: an outage longer than that many seconds
-    parks messages on the dead-letter topic (replay-dead-letters), it does not lose them."""
+    No retry policy: with one, the emulator (0.8.20, gcloud 528.0.0) strands messages that
+    back off together. Two messages due again in the same millisecond share one entry of its
+    backoff table; it then no longer finds either as waiting and files them again under later
+    times, and when a stale entry comes due its redelivery timer fails and stops for good.
+    From then on a message of that subscription whose push fails twice is neither pushed
+    again nor dead-lettered, even once the endpoint answers 2xx (20 messages, backoff
+    10-600 s, pushes failing for 40 s: none pushed after 15 s, through 100 s).
+    tests/local/test_emulator_retry.py shows it. Without a retry policy the emulator pushes
+    a failed message again after about 1.1 s and dead-letters it after max_delivery_attempts
+    (20 messages, 10 attempts: all dead-lettered at 11 s): an outage longer than that parks
+    messages on the dead-letter topic (replay-dead-letters), it does not lose them."""
     from google.api_core.exceptions import AlreadyExists, NotFound
     from google.pubsub_v1 import types
     topics, subs = publisher(host), subscriber(host)
