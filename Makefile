@@ -33,12 +33,12 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
-## Run every test: ruff, the Python suite (it starts and stops one Pub/Sub emulator) and, beside it, the
-## offline checks of infra/ (mostly waiting on package registries; their output follows the suite's).
-## Fails if either fails.
+## Run every test: ruff, the Python suite (its files spread over up to 4 processes, each starting and
+## stopping one Pub/Sub emulator) and, beside it, the offline checks of infra/ (mostly waiting on package
+## registries; their output follows the suite's). Fails if either fails.
 test: pubsub-emulator install browser lint
 	@mkdir -p .cache; infra/check.sh >.cache/infra-check.log 2>&1 & checks=$$!; \
-	$(PY) -m pytest -q; tests=$$?; \
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile; tests=$$?; \
 	wait $$checks; infra=$$?; \
 	echo "--- infra/check.sh (exit $$infra):"; cat .cache/infra-check.log; \
 	exit $$(( tests != 0 || infra != 0 ))
