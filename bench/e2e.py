@@ -6,7 +6,7 @@ Rows are counted as the sink commits them (its on_rows callback), so the clock s
 the last commit, then one query checks that they are all in the table. The CPU each
 process used meanwhile says where the time went: the server (fetch, decode, inference,
 HTTP), the GCS emulator (storing, serving reads, publishing notifications), the Pub/Sub
-emulator (gcloud's launcher and its Java process: topics, pushes) and this process (the
+emulator (its Java process: topics, pushes) and this process (the
 uploads and the sink)."""
 from __future__ import annotations
 
