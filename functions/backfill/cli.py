@@ -72,7 +72,7 @@ def run(args) -> int:
     local = args.local or args.state_dir is not None
     if local and args.topic:
         raise CommandError("--topic publishes to Pub/Sub; --local (or --state-dir) feeds the local stack: "
-                         "choose one", EXIT_USAGE)
+                           "choose one", EXIT_USAGE)
     setup = _local_setup(args, target) if local else _cloud_setup(args, target)
     return Session(args, target, **setup).run()
 
@@ -120,8 +120,8 @@ def _cloud_setup(args, target) -> dict:
     topic = args.topic or os.environ.get("BACKFILL_TOPIC") or (DEFAULT_TOPIC_NAME if project else None)
     if not topic:
         raise CommandError("where should the work go? give --topic projects/PROJECT/topics/TOPIC, set BACKFILL_TOPIC "
-                         "(export $(terraform -chdir=infra output -raw backfill_env)) or GOOGLE_CLOUD_PROJECT, or "
-                         "use --local for the local stack", EXIT_USAGE)
+                           "(export $(terraform -chdir=infra output -raw backfill_env)) or GOOGLE_CLOUD_PROJECT, or "
+                           "use --local for the local stack", EXIT_USAGE)
     topic = topic_path(topic, project)
     spec = args.results or os.environ.get("BACKFILL_RESULTS") or f"{topic.split('/')[1]}.{DEFAULT_DATASET}"
     return dict(storage=listing.storage_client, results=done.open_results(spec, redo_errors=args.redo_errors),

@@ -70,7 +70,7 @@ class DuckDBResults:
                                                   timeout_s=60)[1]
             except duckdb.Error as exc:
                 raise CommandError(f"asking {self.path} which images have results failed: "
-                                 f"{str(exc).splitlines()[0]}") from None
+                                   f"{str(exc).splitlines()[0]}") from None
             found.update((uri, str(generation or "")) for uri, generation in rows)
         return found & wanted
 

@@ -95,8 +95,8 @@ class Session:
             shown = report.failures[:5]
             more = len(report.failures) - len(shown)
             raise CommandError("publishing failed, so the run stopped (the checkpoint is before the failed page: run "
-                             "the same command again to continue):\n  " + "\n  ".join(shown)
-                             + (f"\n  … and {more} more" if more else "")) from None
+                               "the same command again to continue):\n  " + "\n  ".join(shown)
+                               + (f"\n  … and {more} more" if more else "")) from None
         except KeyboardInterrupt:
             self._summary()
             console.print(f"interrupted after {report.pages:,} pages: run the same command again to continue "
@@ -106,11 +106,11 @@ class Session:
             raise CommandError(f"not found: {exc.message} (does gs://{self.target.bucket} exist?)") from None
         except (gexc.Forbidden, gexc.Unauthorized) as exc:
             raise CommandError(f"not allowed: {exc.message} (listing needs storage.objects.list on "
-                             f"gs://{self.target.bucket}, publishing pubsub.topics.publish)") from None
+                               f"gs://{self.target.bucket}, publishing pubsub.topics.publish)") from None
         except gexc.GoogleAPICallError as exc:
             self._summary()
             raise CommandError(f"listing gs://{self.target.bucket} failed after {report.pages:,} pages: {exc.message}. "
-                             "Run the same command again to continue from the checkpoint") from None
+                               "Run the same command again to continue from the checkpoint") from None
         finally:
             if counter is not None:
                 counter.stop()

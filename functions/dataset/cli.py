@@ -85,7 +85,7 @@ def _source(args):
     state = resolve(args.state_dir)
     if not state.warehouse.exists():
         raise CommandError(f"there are no local results ({state.warehouse} does not exist): run the local stack "
-                         "first, or read BigQuery with --bigquery PROJECT.DATASET", EXIT_USAGE)
+                           "first, or read BigQuery with --bigquery PROJECT.DATASET", EXIT_USAGE)
     info = state.running_stack()
     if info and info.get("gcs_url") and not os.environ.get("STORAGE_EMULATOR_HOST"):
         os.environ["STORAGE_EMULATOR_HOST"] = info["gcs_url"]  # the images live in the stack's emulator

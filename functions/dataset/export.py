@@ -42,7 +42,7 @@ def export(source, options: ExportOptions, *, max_image_bytes: int, timeout_s: f
                                     validation_share=options.validation_share)
     if not selection.examples:
         raise CommandError(f"no result in {source.description} passes the filters ({len(found)} results read, "
-                         f"{len(selection.skipped)} dropped)")
+                           f"{len(selection.skipped)} dropped)")
     remote = options.out.startswith("gs://")
     folder = Path(tempfile.mkdtemp(prefix="bucketeye-dataset-")) if remote else Path(options.out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -186,4 +186,4 @@ def _check_new_prefix(bucket: str, prefix: str) -> None:
         raise CommandError(f"cannot check gs://{bucket}/{manifest}: {exc.message}") from None
     if taken:
         raise CommandError(f"gs://{bucket}/{manifest} exists: that prefix already holds a dataset; give a new one "
-                         "(e.g. a version suffix)", EXIT_USAGE)
+                           "(e.g. a version suffix)", EXIT_USAGE)

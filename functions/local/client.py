@@ -30,7 +30,7 @@ def running(state: StateDir) -> dict:
         raise CommandError(f"the local stack on {state.root} is still starting: try again in a moment")
     if not gcs.reachable(info["gcs_url"], info.get("gcs_cert")):
         raise CommandError(f"the local stack's GCS emulator does not answer on {info['gcs_url']}: "
-                         "restart the stack with `python main.py up`")
+                           "restart the stack with `python main.py up`")
     return info
 
 
@@ -38,7 +38,7 @@ def check_bucket(info: dict, bucket: str) -> None:
     if bucket not in info.get("buckets", []):
         served = ", ".join(info.get("buckets", [])) or "none"
         raise CommandError(f"unknown bucket {bucket!r}: the local stack serves {served}. Restart it with "
-                         f"`python main.py up --bucket {bucket}` to add it", EXIT_USAGE)
+                           f"`python main.py up --bucket {bucket}` to add it", EXIT_USAGE)
 
 
 @dataclass
@@ -94,7 +94,7 @@ def _publish(info: dict, data: bytes, what: str) -> str:
         return pubsub.publish(info["pubsub_host"], requests_topic(info), data)
     except (GoogleAPICallError, TimeoutError) as exc:
         raise CommandError(f"publishing {what} to the local Pub/Sub emulator ({info['pubsub_host']}) failed: "
-                         f"{exc}") from None
+                           f"{exc}") from None
 
 
 def publish_uris(info: dict, uris: list[str]) -> str:
@@ -115,7 +115,7 @@ def publish_image(info: dict, path: str) -> str:
     data = json.dumps({"b64": base64.b64encode(raw).decode(), "key": Path(path).name}).encode()
     if len(data) > PUBSUB_MAX_BYTES:
         raise CommandError(f"{path} is {len(raw) / 1e6:.1f} MB; inline in a Pub/Sub message (base64) it would exceed "
-                         "Pub/Sub's 10 MB limit: upload it instead (`python main.py upload`)", EXIT_USAGE)
+                           "Pub/Sub's 10 MB limit: upload it instead (`python main.py upload`)", EXIT_USAGE)
     return _publish(info, data, path)
 
 
@@ -143,5 +143,5 @@ def wait_for_rows(warehouse: Warehouse, uploaded: list[Uploaded], *, state: Stat
             if time.monotonic() > deadline:
                 missing = ", ".join(sorted(uri for uri, generation in wanted if (uri, generation) not in landed))
                 raise CommandError(f"no row after {timeout_s:.0f} s for: {missing}. See {state.logs / 'server.log'} "
-                                 "and `python main.py dead-letters`")
+                                   "and `python main.py dead-letters`")
             time.sleep(0.2)

@@ -38,7 +38,7 @@ def photo_paths() -> list[Path]:
     folder = Path(spec.origin).parent / "data" if spec and spec.origin else None
     if folder is None or not all((folder / name).is_file() for name in PHOTOS):
         raise CommandError("the demo photos come with scikit-image, which is not installed here: "
-                         "pip install -r requirements-dev.txt (make demo does it)")
+                           "pip install -r requirements-dev.txt (make demo does it)")
     return [folder / name for name in PHOTOS]
 
 

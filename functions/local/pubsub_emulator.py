@@ -89,7 +89,7 @@ class PubSubEmulator:
                 code = self._process.returncode
                 self._process = None
                 raise CommandError(f"the Pub/Sub emulator exited with code {code} while starting"
-                                 + (f"; see {self.log_path}" if self.log_path else ""))
+                                   + (f"; see {self.log_path}" if self.log_path else ""))
             if reachable(self.host):
                 return
             time.sleep(0.1)

@@ -168,8 +168,8 @@ class FunctionsServer(ServerProcess):
             self.wait_ready(HEALTH_ROUTE, healthy, timeout_s)
         except ServerExited:
             raise CommandError(f"the functions server exited with code {self.process.returncode} while starting; "
-                             f"see {self.log_path}:\n{self.log_tail()}") from None
+                               f"see {self.log_path}:\n{self.log_tail()}") from None
         except ServerNotReady:
             raise CommandError(f"the functions server was not healthy within {timeout_s:.0f} s; "
-                             f"see {self.log_path}") from None
+                               f"see {self.log_path}") from None
         return body

@@ -56,7 +56,7 @@ def port_is_free(port: int) -> bool:
 def check_port_free(port: int, what: str, flag: str) -> None:
     if not port_is_free(port):
         raise CommandError(f"port {port} on {HOST} is in use, so the {what} cannot start there: stop whatever "
-                         f"uses it, or choose another port with {flag} N")
+                           f"uses it, or choose another port with {flag} N")
 
 
 class Stack:
@@ -115,7 +115,7 @@ class Stack:
                 self.emulator.start()
             except RuntimeError as exc:
                 raise CommandError(f"the GCS emulator did not start: {exc}; "
-                                 f"see {self.state.logs / 'gcs-emulator.log'}") from None
+                                   f"see {self.state.logs / 'gcs-emulator.log'}") from None
             gcs.ensure_buckets(self.emulator.url, cfg.buckets, self.emulator.cert)
             status("opening the warehouse")
             self.sink = Sink(self.warehouse, backlog=self.state.sink_backlog, on_rows=self.on_rows).start()

@@ -67,7 +67,7 @@ class StackLock:
             info = read_json(self.state.stack_info) or {}
             pid = f" (pid {info['pid']})" if info.get("pid") else ""
             raise CommandError(f"a local stack is already running on {self.state.root}{pid}: stop it with "
-                             "`python main.py down` or Ctrl-C, or use another --state-dir") from None
+                               "`python main.py down` or Ctrl-C, or use another --state-dir") from None
         self._handle = handle
 
     @property

@@ -160,7 +160,7 @@ class Warehouse:
     def connect(self, *, read_only: bool, timeout_s: float = 15.0):
         if read_only and not self.path.exists():
             raise CommandError(f"there are no results yet ({self.path} does not exist): "
-                             "run `python main.py demo`, or `python main.py up` and upload images", EXIT_USAGE)
+                               "run `python main.py demo`, or `python main.py up` and upload images", EXIT_USAGE)
         deadline = time.monotonic() + timeout_s
         delay = 0.005
         with _process_lock:
@@ -193,7 +193,7 @@ class Warehouse:
                     self._create_view(con, name)
         except duckdb.Error as exc:
             raise CommandError(f"the warehouse {self.path} cannot be opened ({str(exc).splitlines()[0]}); "
-                             "move it away to start a new one") from None
+                               "move it away to start a new one") from None
 
     def append(self, entries: list[dict], *, timeout_s: float = 15.0) -> None:
         """Insert entries in one transaction (see insert) on a connection of its own."""
