@@ -83,12 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from functions.server import serve
         return serve(args.host or default_host(), args.port, dev=args.dev)
-    if args.command == "dataset":
-        from functions.dataset import cli as dataset_cli
-        return dataset_cli.run(args)
+    from functions.console.errors import run_command
     from functions.local import commands as local_commands
     handler = local_commands.COMMANDS.get(args.command) or _WORKSTATION_COMMANDS[args.command]
-    return local_commands.run(handler, args)
+    return run_command(handler, args)
 
 
 def _backfill(args) -> int:
@@ -106,7 +104,12 @@ def _duplicates(args) -> int:
     return cli.run_duplicates(args)
 
 
-_WORKSTATION_COMMANDS = {"backfill": _backfill, "report": _report, "duplicates": _duplicates}
+def _dataset(args) -> int:
+    from functions.dataset import cli
+    return cli.run(args)
+
+
+_WORKSTATION_COMMANDS = {"backfill": _backfill, "report": _report, "duplicates": _duplicates, "dataset": _dataset}
 
 
 def default_host() -> str:

@@ -11,3 +11,18 @@ class CommandError(Exception):
         self.message = message
         self.exit_code = exit_code
 
+
+def run_command(handler, args) -> int:
+    """Run a workstation command's handler: a problem the user can fix becomes one line on
+    stderr and its exit code; Ctrl-C exits 130."""
+    from rich.markup import escape
+
+    from functions.console.ui import errors
+    try:
+        return handler(args)
+    except CommandError as exc:
+        errors.print("[red]bucketeye:[/] " + escape(exc.message), soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+

@@ -63,17 +63,10 @@ def add_commands(sub) -> None:
 
 
 def run(args) -> int:
-    from rich.markup import escape
-
-    from functions.console.ui import errors
-    try:
-        if args.dataset_command == "export":
-            return run_export(args)
-        if args.dataset_command == "faces":
-            return run_faces(args)
-    except CommandError as exc:
-        errors.print("[red]bucketeye:[/] " + escape(exc.message), soft_wrap=True)
-        return exc.exit_code
+    if args.dataset_command == "export":
+        return run_export(args)
+    if args.dataset_command == "faces":
+        return run_faces(args)
     return EXIT_USAGE
 
 

@@ -85,20 +85,6 @@ def add_commands(sub, state: argparse.ArgumentParser) -> None:
                    "came from")
 
 
-def run(handler, args) -> int:
-    """Run a command's handler: problems the user can fix become one line and an exit code."""
-    from rich.markup import escape
-
-    from functions.console.ui import errors
-    try:
-        return handler(args)
-    except CommandError as exc:
-        errors.print("[red]bucketeye:[/] " + escape(exc.message), soft_wrap=True)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
-
-
 def _state(args):
     from functions.local.statedir import resolve
     return resolve(args.state_dir)
