@@ -38,7 +38,7 @@ browser:
 ## registries; their output follows the suite's). Fails if either fails.
 test: pubsub-emulator install browser lint
 	@mkdir -p .cache; infra/check.sh >.cache/infra-check.log 2>&1 & checks=$$!; \
-	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile; tests=$$?; \
+	$(PY) -m pytest -q -n logical --maxprocesses 4 --dist loadfile; tests=$$?; \
 	wait $$checks; infra=$$?; \
 	echo "--- infra/check.sh (exit $$infra):"; cat .cache/infra-check.log; \
 	exit $$(( tests != 0 || infra != 0 ))
