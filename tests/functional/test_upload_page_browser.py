@@ -8,18 +8,12 @@ import shutil
 import pytest
 from PIL import Image
 
-from tests.browser import Browser, missing
-
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
-    if missing():
-        pytest.skip(f"the browser is missing: {missing()}")
-    browser = Browser(tmp_path_factory.mktemp("chromium") / "profile")
-    yield browser.tab
-    browser.close()  # the browser process ends its renderers and helpers
+def page(browser):
+    return browser.tab
 
 
 TOP_LABEL = """(() => {

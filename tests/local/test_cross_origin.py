@@ -23,7 +23,7 @@ import pytest
 
 from functions.local import gcs, tls
 from functions.local.emulator import GcsEmulator
-from tests.browser import Browser, missing
+from tests.browser import Browser
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.functional  # real servers on loopback, a real browser
@@ -141,15 +141,6 @@ class PageServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    if missing():
-        pytest.skip(f"the browser is missing: {missing()}")
-    running = Browser(tmp_path_factory.mktemp("chromium") / "profile")
-    yield running
-    running.close()
 
 
 def run_attack(browser: Browser, emulator: GcsEmulator) -> tuple[str, dict]:

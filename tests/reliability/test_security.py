@@ -23,7 +23,6 @@ import pytest
 import requests
 
 from tests import events as messages
-from tests.browser import Browser, missing
 from tests.reliability import _corpus
 from tests.reliability._support import (
     ALLOWED_BUCKET,
@@ -281,15 +280,6 @@ def hostile_label_server(tmp_path_factory, store, proxy):
     running = ServerProcess("hostile-labels", tmp_path_factory.mktemp("hostile-server"), env).start()
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    if missing():
-        pytest.skip(f"the browser is missing: {missing()}")
-    running = Browser(tmp_path_factory.mktemp("chromium") / "profile")
-    yield running
-    running.close()
 
 
 def test_hostile_labels_and_file_names_stay_text_in_the_browser(hostile_label_server, browser, tmp_path):
