@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from functions.local.probe import answers
+from functions.local import gcs
 from functions.local.tls import TlsFiles
 
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
@@ -108,7 +108,7 @@ class GcsEmulator:
                 code = self._process.returncode
                 self._process = None
                 raise RuntimeError(f"fake-gcs-server exited with code {code} (is port {self.port} free?)")
-            if answers(f"{self.url}/storage/v1/b", cafile=self.cert):
+            if gcs.reachable(self.url, self.cert, timeout=1.0):
                 return
             time.sleep(0.1)
         self.stop()

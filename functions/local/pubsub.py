@@ -40,7 +40,7 @@ def create(topology: Topology, *, host: str, project: str, push_url: str) -> Non
     a failed message again after about 1.1 s and dead-letters it after max_delivery_attempts
     (20 messages, 10 attempts: all dead-lettered at 11 s): an outage longer than that parks
     messages on the dead-letter topic (replay-dead-letters), it does not lose them."""
-    from google.api_core.exceptions import AlreadyExists, NotFound
+    from google.api_core.exceptions import AlreadyExists
     from google.pubsub_v1 import types
     topics, subs = publisher(host), subscriber(host)
     try:
@@ -62,10 +62,7 @@ def create(topology: Topology, *, host: str, project: str, push_url: str) -> Non
                     dead_letter_topic=topic_path(project, source.dead_letter_topic),
                     max_delivery_attempts=retry.max_delivery_attempts))
             for subscription in (keep, push):
-                try:
-                    subs.delete_subscription(subscription=subscription.name)
-                except NotFound:
-                    pass
+                delete_subscription(subs, subscription.name)
                 subs.create_subscription(request=subscription)
     finally:
         close(topics)
@@ -84,13 +81,18 @@ def publish(host: str, topic: str, data: bytes, attributes: dict | None = None, 
 
 def delete_push_subscriptions(topology: Topology, *, host: str, project: str) -> None:
     """A stopped stack's push subscriptions, so a shared emulator pushes nothing more to its port."""
-    from google.api_core.exceptions import NotFound
     subs = subscriber(host)
     try:
         for source in topology.sources.values():
-            try:
-                subs.delete_subscription(subscription=subscription_path(project, source.push_subscription))
-            except NotFound:
-                pass
+            delete_subscription(subs, subscription_path(project, source.push_subscription))
     finally:
         close(subs)
+
+
+def delete_subscription(subs, name: str) -> None:
+    """Delete the subscription `name` if it exists."""
+    from google.api_core.exceptions import NotFound
+    try:
+        subs.delete_subscription(subscription=name)
+    except NotFound:
+        pass

@@ -89,12 +89,17 @@ def read_json(path: Path) -> dict | None:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
+    write_atomic(path, json.dumps(data, indent=2).encode())
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write to a temporary file, fsync, rename: readers see the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2)
+        os.fchmod(fd, mode)  # mkstemp makes it owner-only
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from functions.local.statedir import write_atomic
+
 VALID_DAYS = 3650
 COMMON_NAME = "bucketeye local GCS emulator"
 
@@ -73,8 +75,8 @@ def _make(files: TlsFiles) -> None:
     files.cert.parent.mkdir(parents=True, exist_ok=True)
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
-    _write(files.key, key_pem, mode=0o600)
-    _write(files.cert, cert.public_bytes(serialization.Encoding.PEM))
+    write_atomic(files.key, key_pem, mode=0o600)
+    write_atomic(files.cert, cert.public_bytes(serialization.Encoding.PEM))
 
 
 def _write_bundle(files: TlsFiles) -> None:
@@ -82,13 +84,4 @@ def _write_bundle(files: TlsFiles) -> None:
     roots = Path(os.environ.get("REQUESTS_CA_BUNDLE") or requests.certs.where())
     if roots.resolve() == files.ca_bundle.resolve():  # this stack's own bundle, handed down to a child
         return
-    _write(files.ca_bundle, roots.read_bytes().rstrip(b"\n") + b"\n" + files.cert.read_bytes())
-
-
-def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write beside, then rename: a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
+    write_atomic(files.ca_bundle, roots.read_bytes().rstrip(b"\n") + b"\n" + files.cert.read_bytes())

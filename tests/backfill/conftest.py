@@ -57,11 +57,7 @@ class TopicRecorder:
         self._subscribe()
 
     def _subscribe(self) -> None:
-        from google.api_core.exceptions import NotFound
-        try:
-            self._client.delete_subscription(subscription=self.subscription)
-        except NotFound:
-            pass
+        pubsub.delete_subscription(self._client, self.subscription)
         self._client.create_subscription(name=self.subscription, topic=self.topic)
 
     def delete_topic(self) -> None:
@@ -103,12 +99,12 @@ class TopicRecorder:
 
     def stop(self) -> None:
         from google.api_core.exceptions import NotFound
-        for delete in ([self._delete_topic] if self.own_topic else []) + [
-                lambda: self._client.delete_subscription(subscription=self.subscription)]:
+        if self.own_topic:
             try:
-                delete()
+                self._delete_topic()
             except NotFound:
                 pass
+        pubsub.delete_subscription(self._client, self.subscription)
         pubsub.close(self._client)
 
 
